@@ -1,0 +1,1 @@
+"""The compiler core: the IR wrapper (`Program`), platform model, diagnostics and PassManager."""

@@ -1,0 +1,58 @@
+"""Typed per-node annotations, stored under `node.meta["edgec.*"]`.
+
+`node.meta` is onnx-ir's scratch space: it is not serialized, so annotations never leak into
+written models by accident. What must reach a file goes through the manifest instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import onnx_ir as ir
+
+if TYPE_CHECKING:
+    from .diagnostics import SourceSpan
+
+PLACEMENT = "edgec.placement"
+STAGE = "edgec.stage"
+BOUNDARY = "edgec.boundary"
+
+EDGEC_DOMAIN = "edgec"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a node runs: a device, one of its resources, and an optional thread count."""
+
+    device: str
+    resource: str = "cpu"
+    threads: int | None = None
+    span: SourceSpan | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int | None]:
+        return (self.device, self.resource, self.threads)
+
+    def __str__(self) -> str:
+        threads = f" threads {self.threads}" if self.threads else ""
+        return f"{self.device}.{self.resource}{threads}"
+
+
+def placement_of(node: ir.Node) -> Placement | None:
+    return node.meta.get(PLACEMENT)
+
+
+def stage_of(node: ir.Node) -> int | None:
+    return node.meta.get(STAGE)
+
+
+def copy_annotations(source: ir.Node, target: ir.Node) -> None:
+    """New nodes made while rewriting inherit the annotations of the node they came from."""
+    for key in list(source.meta.keys()):
+        if key.startswith("edgec."):
+            target.meta[key] = source.meta[key]
+
+
+def is_edgec_op(node: ir.Node, op_type: str | None = None) -> bool:
+    return node.domain == EDGEC_DOMAIN and (op_type is None or node.op_type == op_type)

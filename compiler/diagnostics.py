@@ -1,0 +1,105 @@
+"""One error hierarchy for the whole compiler.
+
+Every error a user can cause is an `EdgecError`; the CLI prints it with `format()` and exits 2.
+Anything else escaping is a compiler bug and is allowed to show a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class SourceSpan:
+    """A location in a plan file: 1-based line and column, `end_column` exclusive."""
+
+    filename: str
+    line: int
+    column: int
+    end_column: int | None = None
+    source_line: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.line}:{self.column}"
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most similar to `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class EdgecError(Exception):
+    """Base of every user-facing error; `format()` is what the CLI prints."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def format(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class PlanError(EdgecError):
+    """An error in a plan, located by a source span (file:line:col, the line and a caret)."""
+
+    def __init__(
+        self,
+        message: str,
+        span: SourceSpan | None = None,
+        *,
+        suggestion: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.span = span
+        self.suggestion = suggestion
+
+    def __str__(self) -> str:
+        where = f"{self.span}: " if self.span else ""
+        did_you_mean = f"; did you mean '{self.suggestion}'?" if self.suggestion else ""
+        return f"{where}{self.message}{did_you_mean}"
+
+    def format(self) -> str:
+        lines = [f"{self}"]
+        if self.span and self.span.source_line is not None:
+            src = self.span.source_line.rstrip("\n")
+            width = max(1, (self.span.end_column or self.span.column + 1) - self.span.column)
+            lines.append(f"    {src}")
+            lines.append("    " + " " * (self.span.column - 1) + "^" * width)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "error: " + "\n".join(lines)
+
+
+class ModelError(EdgecError):
+    """A problem with the model itself (unreadable file, unknown shapes, unsupported op)."""
+
+    def __init__(self, message: str, *, node: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"node '{node}': {message}" if node else message, hint=hint)
+        self.node = node
+
+
+class VerifyError(EdgecError):
+    """An IR invariant does not hold; raised by `Program.verify()`."""
+
+
+class PassError(EdgecError):
+    """A pass failed; carries the passes that had already run."""
+
+    def __init__(self, message: str, *, pass_name: str, ran: list[str], hint: str | None = None) -> None:
+        ran_text = ", ".join(ran) if ran else "none"
+        super().__init__(f"pass '{pass_name}' failed: {message} (passes that ran: {ran_text})", hint=hint)
+        self.reason = message
+        self.pass_name = pass_name
+        self.ran = ran
+
+
+class UsageError(EdgecError):
+    """Bad command-line arguments or files (missing paths, bad --input-shape, …)."""

@@ -1,0 +1,153 @@
+"""`Program`: the one object every pass and backend works on.
+
+It holds the onnx-ir model, the platform, per-node annotations (in `node.meta`), and the
+facts passes establish (`stages` after split, `transfers` after comm-insert). `verify()`
+checks the invariants that hold at the current point of the pipeline; the PassManager calls
+it after every pass so a broken rewrite is caught where it happens, not in a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import onnx_ir as ir
+
+from .annotations import BOUNDARY, is_edgec_op, placement_of, stage_of
+from .diagnostics import VerifyError
+from .platform import Platform
+
+
+@dataclass
+class Stage:
+    """A maximal group of nodes one rank runs; stages are numbered in a topological order."""
+
+    index: int
+    device: str
+    resource: str
+    threads: int | None
+
+    @property
+    def rank(self) -> int:
+        return self.index
+
+    @property
+    def label(self) -> str:
+        return f"s{self.index}@{self.device}.{self.resource}"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One tensor moving from one stage to another over MPI."""
+
+    tensor: str
+    src: int
+    dst: int
+    tag: int
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Program:
+    model: ir.Model
+    platform: Platform = field(default_factory=Platform)
+    stages: list[Stage] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
+    input_owner: dict[str, int] = field(default_factory=dict)
+    facts: set[str] = field(default_factory=set)
+    pass_log: list[dict] = field(default_factory=list)
+    source_path: str | None = None
+
+    @property
+    def graph(self) -> ir.Graph:
+        return self.model.graph
+
+    def nodes(self) -> Iterator[ir.Node]:
+        return iter(self.model.graph)
+
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.model.graph]
+
+    def node(self, name: str) -> ir.Node:
+        for n in self.model.graph:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def stage_nodes(self, index: int) -> list[ir.Node]:
+        return [n for n in self.model.graph if stage_of(n) == index]
+
+    def verify(self) -> None:
+        """Check the invariants of DESIGN.md that hold given `facts`; raise VerifyError on the first broken one."""
+        graph = self.model.graph
+        defined: set[int] = {id(v) for v in graph.inputs} | {id(v) for v in graph.initializers.values()}
+        names: dict[str, str] = {}
+        for value in list(graph.inputs) + list(graph.initializers.values()):
+            self._check_unique(value, names, "graph input/initializer")
+        for node in graph:
+            for value in node.inputs:
+                if value is not None and id(value) not in defined:
+                    raise VerifyError(f"node '{node.name}' uses '{value.name}' before it is defined (graph not in topological order)")
+            for value in node.outputs:
+                if value.producer() is not node:
+                    raise VerifyError(f"value '{value.name}' has an inconsistent producer")
+                self._check_unique(value, names, f"node '{node.name}'")
+                if not (value.dtype is not None and value.shape is not None and all(isinstance(d, int) for d in value.shape)):
+                    raise VerifyError(f"value '{value.name}' of node '{node.name}' has no static shape/dtype")
+                defined.add(id(value))
+        for value in graph.outputs:
+            if id(value) not in defined:
+                raise VerifyError(f"graph output '{value.name}' is never defined")
+        if "placed" in self.facts:
+            for node in graph:
+                if placement_of(node) is None:
+                    raise VerifyError(f"node '{node.name}' is not placed")
+        if "staged" in self.facts:
+            self._verify_stages()
+        if "comm" in self.facts:
+            self._verify_comm()
+
+    @staticmethod
+    def _check_unique(value: ir.Value, names: dict[str, str], where: str) -> None:
+        if value.name is None:
+            raise VerifyError(f"a value of {where} has no name")
+        if value.name in names:
+            raise VerifyError(f"value name '{value.name}' is defined twice ({names[value.name]} and {where})")
+        names[value.name] = where
+
+    def _verify_stages(self) -> None:
+        count = len(self.stages)
+        for node in self.model.graph:
+            stage = stage_of(node)
+            if stage is None or not 0 <= stage < count:
+                raise VerifyError(f"node '{node.name}' has no valid stage")
+            for value in node.inputs:
+                producer = value.producer() if value is not None else None
+                if producer is not None and stage_of(producer) > stage:
+                    raise VerifyError(
+                        f"node '{node.name}' (stage {stage}) consumes '{value.name}' from a later stage {stage_of(producer)}"
+                    )
+
+    def _verify_comm(self) -> None:
+        for node in self.model.graph:
+            if is_edgec_op(node, "Send"):
+                continue
+            stage = stage_of(node)
+            for value in node.inputs:
+                if value is None or value.const_value is not None and value.is_initializer():
+                    continue
+                producer = value.producer()
+                owner = stage_of(producer) if producer is not None else self.input_owner.get(value.name)
+                if owner != stage:
+                    raise VerifyError(
+                        f"node '{node.name}' (stage {stage}) reads '{value.name}' of stage {owner} without a Send/Recv pair"
+                    )
+        for node in self.model.graph:
+            if is_edgec_op(node, "Recv") and BOUNDARY not in node.outputs[0].meta:
+                raise VerifyError(f"Recv node '{node.name}' does not record its boundary tensor")

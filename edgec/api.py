@@ -1,0 +1,130 @@
+"""The library entry points other compilers call: `load_plan`, `load_program`, `compile`.
+
+`compile` is exactly what `edgec compile` does: parse the plan, load and normalize the model,
+lower the plan onto it, run the pass pipeline (IR verified after every pass), and write the
+artifacts atomically. Each step is also callable on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import onnx
+import onnx_ir as ir
+
+from .compiler.diagnostics import PlanError, UsageError, closest
+from .compiler.model_loader import normalize_model, read_model
+from .compiler.pass_manager import Hook, Pass, PassManager
+from .compiler.program import Program
+from .dsl import ast
+from .dsl.lower import check_supported, lower_placements, lower_platform
+from .dsl.parser import parse_plan, parse_plan_file
+from .passes import default_pipeline
+
+ModelLike = "str | os.PathLike | onnx.ModelProto | ir.Model"
+
+
+def load_plan(plan: str | os.PathLike | ast.Plan) -> ast.Plan:
+    """A plan from a file path, plan text (anything containing a newline or a `{`), or a parsed Plan."""
+    if isinstance(plan, ast.Plan):
+        return plan
+    if isinstance(plan, os.PathLike) or ("\n" not in plan and "{" not in plan and plan.strip().endswith(".edge")):
+        return parse_plan_file(plan)
+    return parse_plan(plan, "<plan>")
+
+
+def _model_path(model, plan: ast.Plan) -> str | os.PathLike | onnx.ModelProto | ir.Model:
+    if model is not None:
+        return model
+    if plan.model is None:
+        raise UsageError("no model given: pass one on the command line or add `model \"file.onnx\"` to the plan")
+    path = Path(plan.model.path)
+    if not path.is_absolute() and plan.filename not in ("<plan>", ""):
+        path = Path(plan.filename).parent / path
+    return path
+
+
+def load_program(
+    model: ModelLike | None,
+    plan: str | os.PathLike | ast.Plan,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Program:
+    """Parse `plan`, load `model` (the plan's `model` if None) and lower the plan onto it."""
+    plan = load_plan(plan)
+    check_supported(plan)
+    source = _model_path(model, plan)
+    shapes = {stmt.name: list(stmt.dims) for stmt in plan.inputs}
+    shapes.update(input_shapes or {})
+    model_ir = read_model(source)
+    _check_plan_inputs(plan, model_ir)
+    loaded = normalize_model(model_ir, input_shapes=shapes)
+    program = Program(loaded, lower_platform(plan))
+    program.source_path = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else None
+    lower_placements(plan, program)
+    return program
+
+
+def _check_plan_inputs(plan: ast.Plan, model: ir.Model) -> None:
+    names = [v.name for v in model.graph.inputs if v.name not in model.graph.initializers]
+    for stmt in plan.inputs:
+        if stmt.name not in names:
+            raise PlanError(f"the model has no input '{stmt.name}' (inputs: {', '.join(names)})", stmt.span,
+                            suggestion=closest(stmt.name, names))
+
+
+@dataclass
+class CompileResult:
+    program: Program
+    out: Path | None
+    manifest: dict | None
+
+
+def compile(
+    model: ModelLike | None,
+    plan: str | os.PathLike | ast.Plan,
+    out: str | os.PathLike | None = None,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    passes: Iterable[Pass] | None = None,
+    hooks: Sequence[Hook] = (),
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> CompileResult:
+    """Compile `model` with `plan`; write artifacts to `out` (skipped when None)."""
+    if out is not None:
+        from .backends.output_dir import check_output_path
+
+        check_output_path(Path(out))
+    plan = load_plan(plan)
+    progress("loading model and lowering plan")
+    program = load_program(model, plan, input_shapes=input_shapes)
+    progress("running passes")
+    PassManager(list(passes) if passes is not None else default_pipeline(), hooks=hooks).run(program)
+    manifest = None
+    if out is not None:
+        from .backends.artifacts import write_artifacts
+
+        manifest = write_artifacts(
+            program, Path(out), model_info=_model_info(program), plan_info=_plan_info(plan), progress=progress
+        )
+    return CompileResult(program, Path(out) if out is not None else None, manifest)
+
+
+def _model_info(program: Program) -> dict:
+    if program.source_path is None:
+        return {"path": None, "sha256": None}
+    from .backends.manifest import sha256_file
+
+    return {"path": program.source_path, "sha256": sha256_file(Path(program.source_path))}
+
+
+def _plan_info(plan: ast.Plan) -> dict:
+    return {
+        "path": plan.filename,
+        "sha256": hashlib.sha256(plan.source.encode()).hexdigest(),
+        "source": plan.source,
+    }

@@ -1,0 +1,201 @@
+"""The `edgec` command line (typer + rich).
+
+Exit codes: 0 success, 1 verification mismatch, 2 user error (bad model, plan, arguments or
+files). Every `EdgecError` is printed as one located message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .compiler.diagnostics import EdgecError, UsageError
+
+app = typer.Typer(
+    help="edgec: compile an ONNX model and a partitioning plan (plan.edge) into per-device "
+    "artifacts for distributed inference at the edge, then verify or inspect them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Convert other tools' partitioning specifications into plan files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+out_console = Console()
+err_console = Console(stderr=True, highlight=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn EdgecError into one message on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgecError as exc:
+            err_console.print(exc.format(), markup=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
+    """`NAME=1,3,224,224`; the name may itself contain ':' or '/', so split at the last '='."""
+    shapes: dict[str, list[int]] = {}
+    for spec in specs or []:
+        name, sep, dims = spec.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--input-shape '{spec}' must look like NAME=1,3,224,224")
+        try:
+            values = [int(d) for d in dims.replace("x", ",").split(",")]
+        except ValueError:
+            raise UsageError(f"--input-shape '{spec}': dimensions must be integers separated by commas") from None
+        if any(v <= 0 for v in values):
+            raise UsageError(f"--input-shape '{spec}': dimensions must be positive")
+        shapes[name] = values
+    return shapes
+
+
+INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; overrides the plan's `input`)."
+
+
+@app.command()
+@user_errors
+def compile(
+    model: Optional[Path] = typer.Argument(None, help="The ONNX model (default: the plan's `model`)."),
+    plan: Path = typer.Option(..., "--plan", "-p", help="The partitioning plan (plan.edge)."),
+    out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory (replaced atomically)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx."),
+    print_after: Optional[List[str]] = typer.Option(None, "--print-after", help="Print the IR after PASS ('all' for every pass)."),
+    dump_ir: Optional[Path] = typer.Option(None, "--dump-ir", help="Write the IR after each pass into DIR."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+) -> None:
+    """Compile MODEL with a plan into OUT: sub-models per stage, manifest.json, rankfile, comm.json."""
+    from . import api
+    from .compiler.printer import format_program
+    from .passes import PASSES
+
+    for name in backend or []:
+        if name != "onnx":
+            raise UsageError(f"unknown or unavailable backend '{name}' (available: onnx)")
+    wanted = set(print_after or [])
+    unknown = wanted - set(PASSES) - {"all"}
+    if unknown:
+        raise UsageError(f"--print-after: unknown pass '{sorted(unknown)[0]}' (passes: {', '.join(PASSES)})")
+    if dump_ir is not None:
+        dump_ir.mkdir(parents=True, exist_ok=True)
+
+    def hook(p, program, result) -> None:
+        if "all" in wanted or p.name in wanted:
+            out_console.print(f"// IR after {p.name}", markup=False)
+            out_console.print(format_program(program), markup=False, highlight=False, soft_wrap=True)
+        if dump_ir is not None:
+            index = len(program.pass_log)
+            (dump_ir / f"{index:02d}-{p.name}.txt").write_text(format_program(program))
+
+    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook], progress=say)
+    if not quiet:
+        program = result.program
+        devices = len({s.device for s in program.stages})
+        moved = sum(t.nbytes for t in program.transfers)
+        out_console.print(
+            f"compiled {len(program.stages)} stages on {devices} devices, {len(program.transfers)} transfers "
+            f"({_bytes(moved)} per frame) → {out}"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@app.command()
+@user_errors
+def verify(
+    out: Path = typer.Argument(..., help="An output directory of `edgec compile`."),
+    input: Optional[List[Path]] = typer.Option(None, "--input", "-i", help="Input .npy (one per model input) or one .npz; default: random."),
+    seed: int = typer.Option(0, help="Seed for random inputs."),
+    tolerance: float = typer.Option(1e-4, help="Maximum relative error max|a-b|/max|ref| per output."),
+    model: Optional[Path] = typer.Option(None, "--model", help="The unsplit model (default: the path in the manifest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
+    from .runtime.outputs import CompiledOutput, load_inputs, random_inputs
+    from .runtime.verify import verify as run_verify
+
+    compiled = CompiledOutput.open(out)
+    feeds = load_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
+    report = run_verify(out, feeds, tolerance=tolerance, model=model)
+    if json_out:
+        out_console.print_json(json.dumps({"ok": report.ok, "tolerance": tolerance,
+                                           "outputs": [vars(o) for o in report.outputs]}))
+    else:
+        table = Table(title=f"edgec verify {out} ({len(compiled.stages)} stages)")
+        for col in ("output", "max abs err", "max rel err", "result"):
+            table.add_column(col)
+        for o in report.outputs:
+            table.add_row(o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", "[green]ok[/]" if o.ok else "[red]MISMATCH[/]")
+        out_console.print(table)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def show(
+    target: Path = typer.Argument(..., help="A model (.onnx) or an output directory."),
+    graph: Optional[Path] = typer.Option(None, "--graph", help="Draw the partitioned graph to FILE (.png, .svg, .pdf or .dot)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
+) -> None:
+    """List a model's nodes (op, shapes, params, MACs) or an output's stages and transfers."""
+    from .show import draw_output, show_model, show_output
+
+    if target.is_dir():
+        show_output(target, out_console)
+        if graph is not None:
+            draw_output(target, graph)
+            out_console.print(f"wrote {graph}")
+    else:
+        if graph is not None:
+            raise UsageError("--graph needs a compiled output directory, not a model")
+        show_model(target, parse_input_shapes(input_shape), out_console)
+
+
+@import_app.command("autodice")
+@user_errors
+def import_autodice(
+    mapping: Path = typer.Argument(..., help="AutoDiCE mapping.json (`<host>_<resource>` → node names)."),
+    platform: Path = typer.Argument(..., help="AutoDiCE platform.txt (one host per line)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plan file to write."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model path to record in the plan."),
+) -> None:
+    """Convert an AutoDiCE specification into a plan.edge file."""
+    from .dsl.autodice import load_autodice
+
+    text = load_autodice(mapping, platform, model=model)
+    if not out.resolve().parent.is_dir():
+        raise UsageError(f"cannot write '{out}': the parent directory does not exist")
+    out.write_text(text)
+    out_console.print(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)

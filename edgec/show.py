@@ -1,0 +1,123 @@
+"""`edgec show`: human-readable listings of a model or a compiled output, and the graph picture.
+
+The picture is Graphviz DOT (one colour per device, boundary edges labelled with the tensor
+and its size) rendered by the `dot` program when a raster/vector format is asked for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import onnx_ir as ir
+from rich.console import Console
+from rich.table import Table
+
+from .compiler.cost import macs, params
+from .compiler.diagnostics import UsageError
+from .compiler.model_loader import load_model
+from .runtime.outputs import CompiledOutput
+
+PALETTE = ["#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69", "#fccde5", "#d9d9d9", "#bc80bd", "#ccebc5"]
+
+
+def _shape(value: ir.Value) -> str:
+    return "x".join(str(d) for d in value.shape) if value.shape is not None else "?"
+
+
+def show_model(path: Path, input_shapes: dict, console: Console) -> None:
+    model = load_model(path, input_shapes=input_shapes)
+    table = Table(title=f"{path.name}: {len(model.graph)} nodes in topological order")
+    for col, justify in (("#", "right"), ("node", "left"), ("op", "left"), ("output shape", "left"),
+                         ("params", "right"), ("MACs", "right")):
+        table.add_column(col, justify=justify)
+    total_params = total_macs = 0
+    for index, node in enumerate(model.graph):
+        p, m = params(node), macs(node)
+        total_params += p
+        total_macs += m
+        table.add_row(str(index), node.name, node.op_type, ", ".join(_shape(v) for v in node.outputs),
+                      f"{p:,}" if p else "", f"{m:,}" if m else "")
+    console.print(table)
+    inputs = ", ".join(f"{v.name}: {v.dtype.name.lower()}[{_shape(v)}]" for v in model.graph.inputs)
+    console.print(f"inputs: {inputs}\nparams: {total_params:,}   MACs: {total_macs:,}", markup=False)
+
+
+def show_output(root: Path, console: Console) -> None:
+    compiled = CompiledOutput.open(root)
+    m = compiled.manifest
+    stages = Table(title=f"{root}: {len(m['stages'])} stages")
+    for col in ("rank", "device", "resource", "threads", "nodes", "first → last", "sub-model"):
+        stages.add_column(col)
+    for s in m["stages"]:
+        stages.add_row(str(s["rank"]), s["device"], s["resource"], str(s["threads"] or ""), str(s["nodes"]),
+                       f"{s['first_node']} → {s['last_node']}", s["model"])
+    console.print(stages)
+    if m["transfers"]:
+        transfers = Table(title="boundary tensors")
+        for col in ("tag", "tensor", "from → to", "shape", "dtype", "bytes"):
+            transfers.add_column(col)
+        for t in m["transfers"]:
+            transfers.add_row(str(t["tag"]), t["tensor"], f"{t['src']} → {t['dst']}", "x".join(map(str, t["shape"])),
+                              t["wire"], f"{t['bytes']:,}")
+        console.print(transfers)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def output_dot(root: Path) -> str:
+    """DOT text of the partitioned graph: a cluster per stage, nodes coloured by device."""
+    compiled = CompiledOutput.open(root)
+    devices = list(compiled.manifest["platform"]["devices"])
+    colour = {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(devices)}
+    lines = ["digraph edgec {", "  rankdir=TB; node [shape=box, style=filled, fontname=Helvetica, fontsize=10];"]
+    producer: dict[str, str] = {}
+    edges: list[str] = []
+    for stage in compiled.stages:
+        model = ir.load(compiled.stage_model(stage["rank"]))
+        lines.append(f"  subgraph cluster_s{stage['rank']} {{")
+        lines.append(f"    label={_quote('stage ' + str(stage['rank']) + ' on ' + stage['device'] + '.' + stage['resource'])};")
+        for node in model.graph:
+            ident = _quote(f"s{stage['rank']}:{node.name}")
+            lines.append(f"    {ident} [label={_quote(node.name + chr(10) + node.op_type)}, fillcolor={_quote(colour[stage['device']])}];")
+            for value in node.outputs:
+                producer[value.name] = ident
+            for value in node.inputs:
+                if value is not None and not value.is_initializer() and value.name in producer and not value.is_graph_input():
+                    edges.append(f"  {producer[value.name]} -> {ident};")
+        lines.append("  }")
+        for value in model.graph.inputs:
+            for use in value.uses():
+                key = ("boundary", value.name, stage["rank"])
+                edges.append(f"  {{{_quote(str(key))}}} -> {_quote('s' + str(stage['rank']) + ':' + use.node.name)};")
+    for t in compiled.manifest["transfers"]:
+        src = producer.get(t["tensor"])
+        key = _quote(str(("boundary", t["tensor"], t["dst"])))
+        label = _quote(f"{t['tensor']}\\n{'x'.join(map(str, t['shape']))} ({t['bytes']:,} B)")
+        if src:
+            edges.append(f"  {src} -> {key} [style=invis];")
+        lines.append(f"  {key} [shape=cds, fillcolor=white, label={label}];")
+        if src:
+            edges.append(f"  {src} -> {key} [color=red, penwidth=2];")
+    lines.extend(e for e in edges if "style=invis" not in e)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def draw_output(root: Path, target: Path) -> None:
+    fmt = target.suffix.lstrip(".").lower()
+    if fmt not in ("png", "svg", "pdf", "dot"):
+        raise UsageError(f"--graph '{target}': use a .png, .svg, .pdf or .dot file name")
+    dot = output_dot(root)
+    if fmt == "dot":
+        target.write_text(dot)
+        return
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UsageError("drawing needs Graphviz's `dot` program (apt-get install graphviz), or ask for a .dot file")
+    result = subprocess.run([exe, f"-T{fmt}", "-o", str(target)], input=dot, text=True, capture_output=True)
+    if result.returncode != 0:
+        raise UsageError(f"dot failed: {result.stderr.strip()}")

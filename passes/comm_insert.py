@@ -1,0 +1,84 @@
+"""Communication insertion: an explicit `edgec.Send` / `edgec.Recv` pair for every tensor that crosses stages.
+
+Requires: stages (the split pass). Guarantees: no node reads a value of another stage except
+through a Recv; every transfer has a unique MPI tag; `program.transfers` lists them in the
+order ranks post them. A tensor consumed by several stages is sent once to each of them,
+and once only even if that stage uses it many times.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from ..compiler.annotations import BOUNDARY, EDGEC_DOMAIN, PLACEMENT, STAGE, Placement, is_edgec_op
+from ..compiler.pass_manager import Pass, PassResult
+from ..compiler.program import Program, Transfer
+
+
+class CommInsert(Pass):
+    name = "comm-insert"
+    order = 100
+
+    def requires(self, program: Program) -> None:
+        if "staged" not in program.facts:
+            raise self.fail("needs stages; run the split pass first")
+        if "comm" in program.facts:
+            raise self.fail("communication is already inserted")
+
+    def call(self, program: Program) -> PassResult:
+        graph = program.graph
+        produced = [(v, program.input_owner[v.name], None) for v in graph.inputs]
+        produced += [(v, n.meta[STAGE], n) for n in list(graph) for v in n.outputs]
+        transfers: list[Transfer] = []
+        for value, src, producer in produced:
+            by_stage: dict[int, list] = {}
+            for use in value.uses():
+                dst = use.node.meta.get(STAGE)
+                if dst != src and not is_edgec_op(use.node):
+                    by_stage.setdefault(dst, []).append(use)
+            for dst in sorted(by_stage):
+                transfer = Transfer(
+                    tensor=value.name, src=src, dst=dst, tag=len(transfers),
+                    shape=tuple(value.shape), dtype=value.dtype.numpy().name,
+                )
+                self._insert_pair(program, value, producer, by_stage[dst], transfer)
+                transfers.append(transfer)
+        program.transfers = transfers
+        program.facts.add("comm")
+        return PassResult(bool(transfers), f"{len(transfers)} transfers")
+
+    @staticmethod
+    def _insert_pair(program: Program, value: ir.Value, producer: ir.Node | None, uses: list, t: Transfer) -> None:
+        graph = program.graph
+        attrs = [ir.AttrInt64("peer", t.dst), ir.AttrInt64("tag", t.tag)]
+        send = ir.Node(EDGEC_DOMAIN, "Send", [value], attrs, num_outputs=0, name=f"send/{t.tensor}/s{t.dst}")
+        _annotate(send, program, t.src)
+        received = ir.Value(name=f"{t.tensor}@s{t.dst}", shape=ir.Shape(t.shape), type=ir.TensorType(value.dtype))
+        received.meta[BOUNDARY] = t.tensor
+        recv_attrs = [ir.AttrInt64("peer", t.src), ir.AttrInt64("tag", t.tag)]
+        recv = ir.Node(EDGEC_DOMAIN, "Recv", [], recv_attrs, outputs=[received], name=f"recv/{t.tensor}/s{t.dst}")
+        _annotate(recv, program, t.dst)
+        if producer is None:
+            graph.insert_before(next(iter(graph)), send)
+        else:
+            graph.insert_after(producer, send)
+        first = min((u.node for u in uses), key=_position(graph))
+        graph.insert_before(first, recv)
+        for use in uses:
+            use.node.replace_input_with(use.idx, received)
+
+    def ensures(self, program: Program) -> None:
+        for node in program.nodes():
+            if is_edgec_op(node) and node.meta.get(STAGE) is None:
+                raise self.fail(f"inserted node '{node.name}' has no stage")
+
+
+def _annotate(node: ir.Node, program: Program, stage: int) -> None:
+    s = program.stages[stage]
+    node.meta[STAGE] = stage
+    node.meta[PLACEMENT] = Placement(s.device, s.resource, s.threads)
+
+
+def _position(graph: ir.Graph):
+    index = {id(n): i for i, n in enumerate(graph)}
+    return lambda node: index[id(node)]

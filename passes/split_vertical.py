@@ -1,0 +1,76 @@
+"""Vertical (pipeline) split: group placed nodes into stages, one MPI rank each.
+
+Requires: every node carries a `Placement` (the plan's `place` statements).
+Guarantees: every node has a stage; stages are numbered in a topological order of the stage
+graph, so stage k only consumes tensors of stages < k and a pipeline of ranks cannot deadlock.
+
+Nodes go, in topological order, into the newest stage of their placement unless joining it
+would close a cycle in the stage graph (A → B → A): then the device gets a second stage.
+That keeps stages as large as possible while working on any DAG, not just chains.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..compiler.annotations import PLACEMENT, STAGE, Placement, placement_of
+from ..compiler.pass_manager import Pass, PassResult
+from ..compiler.program import Program, Stage
+
+
+class SplitVertical(Pass):
+    name = "split"
+    order = 10
+
+    def requires(self, program: Program) -> None:
+        for node in program.nodes():
+            if placement_of(node) is None:
+                raise self.fail(f"node '{node.name}' is not placed", hint="add `place * on DEVICE` to the plan")
+        if program.stages:
+            raise self.fail("the program is already split into stages")
+
+    def call(self, program: Program) -> PassResult:
+        graph = program.graph
+        stage_graph = nx.DiGraph()
+        keys: list[tuple] = []
+        newest: dict[tuple, int] = {}
+        assignment: dict[int, int] = {}
+
+        for node in graph:
+            key = placement_of(node).key
+            preds = {assignment[id(p)] for p in node.predecessors()}
+            stage = newest.get(key)
+            if stage is None or any(p != stage and nx.has_path(stage_graph, stage, p) for p in preds):
+                stage = len(keys)
+                keys.append(key)
+                newest[key] = stage
+                stage_graph.add_node(stage)
+            stage_graph.add_edges_from((p, stage) for p in preds if p != stage)
+            assignment[id(node)] = stage
+
+        order = list(nx.lexicographical_topological_sort(stage_graph))
+        renumber = {old: new for new, old in enumerate(order)}
+        program.stages = [Stage(renumber[old], *keys[old]) for old in order]
+        for node in graph:
+            node.meta[STAGE] = renumber[assignment[id(node)]]
+        self._assign_input_owners(program)
+        program.facts |= {"placed", "staged"}
+        devices = len({s.device for s in program.stages})
+        return PassResult(True, f"{len(program.stages)} stages on {devices} devices")
+
+    @staticmethod
+    def _assign_input_owners(program: Program) -> None:
+        """A graph input is read by the earliest stage that uses it; others receive it from there."""
+        for value in program.graph.inputs:
+            users = [use.node.meta[STAGE] for use in value.uses()]
+            program.input_owner[value.name] = min(users) if users else 0
+
+    def ensures(self, program: Program) -> None:
+        if any(node.meta.get(STAGE) is None for node in program.nodes()):
+            raise self.fail("some nodes got no stage")
+
+
+def place_all(program: Program, placement: Placement) -> None:
+    """Place every node on one device; handy for tests and library users with no plan."""
+    for node in program.nodes():
+        node.meta[PLACEMENT] = placement
