@@ -67,7 +67,7 @@ def format_program(program: Program) -> str:
         threads = f" threads={stage.threads}" if stage.threads else ""
         lines.append(f"stage s{stage.index} on {stage.device}.{stage.resource}{threads}")
     for t in program.transfers:
-        lines.append(f"transfer %{t.tensor} s{t.src} -> s{t.dst} tag={t.tag} {t.dtype}{list(t.shape)} {t.nbytes}B")
+        lines.append(f"transfer %{t.tensor} s{t.src} -> s{t.dst} tag={t.tag} {t.dtype}[{'x'.join(map(str, t.shape))}] {t.nbytes}B")
     for value in graph.inputs:
         owner = program.input_owner.get(value.name)
         lines.append(f"input %{value.name} : {_type(value)}" + (f"  [s{owner}]" if owner is not None else ""))

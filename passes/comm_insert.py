@@ -30,6 +30,7 @@ class CommInsert(Pass):
         produced = [(v, program.input_owner[v.name], None) for v in graph.inputs]
         produced += [(v, n.meta[STAGE], n) for n in list(graph) for v in n.outputs]
         transfers: list[Transfer] = []
+        self._anchor: dict[int, ir.Node] = {}
         for value, src, producer in produced:
             by_stage: dict[int, list] = {}
             for use in value.uses():
@@ -47,8 +48,7 @@ class CommInsert(Pass):
         program.facts.add("comm")
         return PassResult(bool(transfers), f"{len(transfers)} transfers")
 
-    @staticmethod
-    def _insert_pair(program: Program, value: ir.Value, producer: ir.Node | None, uses: list, t: Transfer) -> None:
+    def _insert_pair(self, program: Program, value: ir.Value, producer: ir.Node | None, uses: list, t: Transfer) -> None:
         graph = program.graph
         attrs = [ir.AttrInt64("peer", t.dst), ir.AttrInt64("tag", t.tag)]
         send = ir.Node(EDGEC_DOMAIN, "Send", [value], attrs, num_outputs=0, name=f"send/{t.tensor}/s{t.dst}")
@@ -58,10 +58,12 @@ class CommInsert(Pass):
         recv_attrs = [ir.AttrInt64("peer", t.src), ir.AttrInt64("tag", t.tag)]
         recv = ir.Node(EDGEC_DOMAIN, "Recv", [], recv_attrs, outputs=[received], name=f"recv/{t.tensor}/s{t.dst}")
         _annotate(recv, program, t.dst)
-        if producer is None:
+        anchor = self._anchor.get(id(producer), producer)
+        if anchor is None:
             graph.insert_before(next(iter(graph)), send)
         else:
-            graph.insert_after(producer, send)
+            graph.insert_after(anchor, send)
+        self._anchor[id(producer)] = send
         first = min((u.node for u in uses), key=_position(graph))
         graph.insert_before(first, recv)
         for use in uses:
