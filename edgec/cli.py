@@ -40,7 +40,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except EdgecError as exc:
-            err_console.print(exc.format(), markup=False)
+            err_console.print(exc.format(), markup=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)

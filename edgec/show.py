@@ -69,40 +69,44 @@ def _quote(text: str) -> str:
 
 
 def output_dot(root: Path) -> str:
-    """DOT text of the partitioned graph: a cluster per stage, nodes coloured by device."""
+    """DOT text of the partitioned graph: a cluster per stage, nodes coloured by device, and one
+    red edge per boundary tensor labelled with its shape and size."""
     compiled = CompiledOutput.open(root)
     devices = list(compiled.manifest["platform"]["devices"])
     colour = {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(devices)}
-    lines = ["digraph edgec {", "  rankdir=TB; node [shape=box, style=filled, fontname=Helvetica, fontsize=10];"]
-    producer: dict[str, str] = {}
+    lines = ["digraph edgec {", "  node [shape=box, style=filled, fontname=Helvetica, fontsize=10];"]
     edges: list[str] = []
+    producer: dict[tuple[int, str], str] = {}
+    readers: dict[tuple[int, str], list[str]] = {}
     for stage in compiled.stages:
-        model = ir.load(compiled.stage_model(stage["rank"]))
-        lines.append(f"  subgraph cluster_s{stage['rank']} {{")
-        lines.append(f"    label={_quote('stage ' + str(stage['rank']) + ' on ' + stage['device'] + '.' + stage['resource'])};")
-        for node in model.graph:
-            ident = _quote(f"s{stage['rank']}:{node.name}")
+        rank = stage["rank"]
+        graph = ir.load(compiled.stage_model(rank)).graph
+        lines.append(f"  subgraph cluster_s{rank} {{")
+        title = f"stage {rank}: {stage['device']}.{stage['resource']}"
+        lines.append(f"    label={_quote(title)};")
+        for node in graph:
+            ident = _quote(f"s{rank}/{node.name}")
             lines.append(f"    {ident} [label={_quote(node.name + chr(10) + node.op_type)}, fillcolor={_quote(colour[stage['device']])}];")
             for value in node.outputs:
-                producer[value.name] = ident
+                producer[(rank, value.name)] = ident
             for value in node.inputs:
-                if value is not None and not value.is_initializer() and value.name in producer and not value.is_graph_input():
-                    edges.append(f"  {producer[value.name]} -> {ident};")
+                if value is None or value.is_initializer():
+                    continue
+                if (rank, value.name) in producer:
+                    edges.append(f"  {producer[(rank, value.name)]} -> {ident};")
+                else:
+                    readers.setdefault((rank, value.name), []).append(ident)
         lines.append("  }")
-        for value in model.graph.inputs:
-            for use in value.uses():
-                key = ("boundary", value.name, stage["rank"])
-                edges.append(f"  {{{_quote(str(key))}}} -> {_quote('s' + str(stage['rank']) + ':' + use.node.name)};")
+    for spec in compiled.manifest["model"]["inputs"]:
+        ident = _quote(f"input/{spec['name']}")
+        lines.append(f"  {ident} [shape=oval, fillcolor=white, label={_quote(spec['name'])}];")
+        edges.extend(f"  {ident} -> {r};" for r in readers.get((spec["stage"], spec["name"]), []))
     for t in compiled.manifest["transfers"]:
-        src = producer.get(t["tensor"])
-        key = _quote(str(("boundary", t["tensor"], t["dst"])))
-        label = _quote(f"{t['tensor']}\\n{'x'.join(map(str, t['shape']))} ({t['bytes']:,} B)")
-        if src:
-            edges.append(f"  {src} -> {key} [style=invis];")
-        lines.append(f"  {key} [shape=cds, fillcolor=white, label={label}];")
-        if src:
-            edges.append(f"  {src} -> {key} [color=red, penwidth=2];")
-    lines.extend(e for e in edges if "style=invis" not in e)
+        src = producer.get((t["src"], t["tensor"])) or _quote(f"input/{t['tensor']}")
+        label = _quote(f"{t['tensor']}\n{'x'.join(map(str, t['shape']))}, {t['bytes']:,} B")
+        for reader in readers.get((t["dst"], t["tensor"]), []):
+            edges.append(f"  {src} -> {reader} [color=red, penwidth=2, fontcolor=red, label={label}];")
+    lines.extend(edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,19 @@
+# Two entry points that work on a fresh machine (root, Debian, Python 3.10+):
+#   make example   set up, then compile + verify + show the built-in example
+#   make test      set up, then run the whole test suite
+PYTHON ?= python3
+
+.PHONY: setup example test
+
+setup:
+	@command -v dot >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; }
+	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]"
+
+example: setup
+	$(PYTHON) examples/tiny_cnn.py
+	cd examples && $(PYTHON) -m edgec compile tiny_cnn.onnx --plan tiny_cnn.edge -o out
+	cd examples && $(PYTHON) -m edgec verify out
+	cd examples && $(PYTHON) -m edgec show out --graph out.png
+
+test: setup
+	$(PYTHON) -m pytest -q
