@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import onnx
 import onnx_ir as ir
 
-from .compiler.diagnostics import PlanError, UsageError, closest
-from .compiler.model_loader import normalize_model, read_model
+from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
+from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
 from .compiler.pass_manager import Hook, Pass, PassManager
 from .compiler.program import Program
 from .dsl import ast
@@ -58,23 +58,28 @@ def load_program(
     plan = load_plan(plan)
     check_supported(plan)
     source = _model_path(model, plan)
-    shapes = {stmt.name: list(stmt.dims) for stmt in plan.inputs}
-    shapes.update(input_shapes or {})
     model_ir = read_model(source)
-    _check_plan_inputs(plan, model_ir)
-    loaded = normalize_model(model_ir, input_shapes=shapes)
+    _apply_plan_inputs(plan, model_ir, overridden=set(input_shapes or {}))
+    loaded = normalize_model(model_ir, input_shapes=input_shapes)
     program = Program(loaded, lower_platform(plan))
     program.source_path = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else None
     lower_placements(plan, program)
     return program
 
 
-def _check_plan_inputs(plan: ast.Plan, model: ir.Model) -> None:
+def _apply_plan_inputs(plan: ast.Plan, model: ir.Model, overridden: set[str]) -> None:
+    """Fix dims from the plan's `input` statements, reporting a mismatch at the statement."""
     names = [v.name for v in model.graph.inputs if v.name not in model.graph.initializers]
     for stmt in plan.inputs:
         if stmt.name not in names:
             raise PlanError(f"the model has no input '{stmt.name}' (inputs: {', '.join(names)})", stmt.span,
                             suggestion=closest(stmt.name, names))
+        if stmt.name in overridden:
+            continue
+        try:
+            fix_input_shapes(model.graph, {stmt.name: list(stmt.dims)})
+        except ModelError as exc:
+            raise PlanError(exc.message, stmt.span) from None
 
 
 @dataclass

@@ -91,6 +91,8 @@ ERRORS = [
     ("missing", "device cam { cores 1 }\nplace stem on cam\n", "are not placed"),
     ("syntax", "device cam { cores 1 }\nplace stem cam\n", "plan.edge:2:12: unexpected 'cam'"),
     ("unsupported", PLAN.format(extra="prune stem channels 30%\n"), "not supported yet"),
+    ("input rank", "input image [1, 3, 32]\n" + PLAN.format(extra=""), "plan.edge:1:1: input 'image' has rank 4"),
+    ("input name", "input images [1, 3, 32, 32]\n" + PLAN.format(extra=""), "no input 'images' (inputs: image); did you mean 'image'?"),
     ("no resource", PLAN.format(extra="place fc on hub.gpu\n"), "has no resource 'gpu'"),
 ]
 
