@@ -74,7 +74,7 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
     nodes = {n.name: n for n in program.nodes()}
     placed_by: dict[str, SourceSpan | None] = {}
     if not plan.places:
-        raise PlanError(f"the plan places no nodes", _end_span(plan),
+        raise PlanError("the plan places no nodes", _end_span(plan),
                         hint="add at least `place * on DEVICE`")
     for stmt in plan.places:
         placement = _placement(stmt, program)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..compiler.annotations import PLACEMENT, STAGE, Placement, placement_of
+from ..compiler.annotations import STAGE, placement_of
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program, Stage
 
@@ -69,8 +69,3 @@ class SplitVertical(Pass):
         if any(node.meta.get(STAGE) is None for node in program.nodes()):
             raise self.fail("some nodes got no stage")
 
-
-def place_all(program: Program, placement: Placement) -> None:
-    """Place every node on one device; handy for tests and library users with no plan."""
-    for node in program.nodes():
-        node.meta[PLACEMENT] = placement

@@ -59,9 +59,6 @@ class CompiledOutput:
         return path
 
 
-_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}
-
-
 def random_inputs(manifest: dict, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feeds = {}

@@ -8,7 +8,6 @@ scale for each role (conv/FC weight, BatchNorm statistics, bias), and saves the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

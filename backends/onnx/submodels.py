@@ -4,7 +4,9 @@ A stage's inputs are its Recv'd tensors plus the graph inputs it owns; its outpu
 tensors it sends plus the graph outputs it produces. Boundary tensors keep their original
 names, so `comm.json`, the manifest and the sub-models all speak of the same tensor.
 Weights are shared with the program (onnx-ir clones nodes, not tensors) and written once;
-stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights get an external data file.
+stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights, and stages of a model that came with
+external data, get an external data file (streamed from the memory-mapped source, never
+referencing the source file, so an output directory is self-contained).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class StageModel:
     inputs: list[str]
     outputs: list[str]
     weight_bytes: int
+    has_external_weights: bool
 
 
 def extract_stage(program: Program, index: int) -> StageModel:
@@ -55,7 +58,8 @@ def extract_stage(program: Program, index: int) -> StageModel:
         value.name = original_name.get(value.name, value.name)
     model = ir.Model(sub, ir_version=max(program.model.ir_version, MIN_IR_VERSION), producer_name="edgec")
     weight_bytes = sum(v.const_value.nbytes for v in initializers.values() if v.const_value is not None)
-    return StageModel(index, model, [v.name for v in sub.inputs], [v.name for v in sub.outputs], weight_bytes)
+    external = any(isinstance(v.const_value, ir.ExternalTensor) for v in initializers.values())
+    return StageModel(index, model, [v.name for v in sub.inputs], [v.name for v in sub.outputs], weight_bytes, external)
 
 
 def _unique(values: list[ir.Value]) -> list[ir.Value]:
@@ -71,7 +75,8 @@ def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[
         directory = directory_of[stage.index]
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"stage{stage.index}.onnx"
-        external = f"stage{stage.index}.onnx.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
+        big = sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD
+        external = f"stage{stage.index}.onnx.data" if big or sm.has_external_weights else None
         ir.save(sm.model, path, external_data=external)
         try:
             onnx.checker.check_model(str(path), full_check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -54,6 +55,9 @@ def test_compile_verify_show(model, tmp_path):
     shown = edgec("show", out, "--graph", tmp_path / "g.dot")
     assert shown.exit_code == 0 and "boundary tensors" in shown.output
     assert "cluster_s0" in (tmp_path / "g.dot").read_text()
+    if shutil.which("dot"):
+        assert edgec("show", out, "--graph", tmp_path / "g.svg").exit_code == 0
+        assert "<svg" in (tmp_path / "g.svg").read_text() and "pool1" in (tmp_path / "g.svg").read_text()
 
 
 def test_verify_with_given_input_and_mismatch(model, tmp_path):

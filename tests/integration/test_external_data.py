@@ -7,20 +7,31 @@ import onnx
 import edgec
 from edgec.backends.onnx import submodels
 from edgec.runtime.outputs import random_inputs
-from edgec.runtime.verify import verify
+from edgec.runtime.outputs import CompiledOutput
+from edgec.runtime.verify import run_stages, verify
 from tiny_cnn import build
 
 PLAN = "device a { cores 1 }\ndevice b { cores 1 }\nplace stem .. res_out on a\nplace * on b\n"
 
 
-def test_external_data_model_compiles_and_verifies(tmp_path, monkeypatch):
+def test_external_data_model_compiles_and_verifies(tmp_path):
     model = build()
     onnx.external_data_helper.convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
     onnx.save(model, tmp_path / "m.onnx")
-    monkeypatch.setattr(submodels, "EXTERNAL_DATA_THRESHOLD", 0)
     result = edgec.compile(tmp_path / "m.onnx", PLAN, tmp_path / "out")
     files = set(result.manifest["files"])
     assert {"devices/a/stage0.onnx.data", "devices/b/stage1.onnx.data"} <= files
+    assert verify(tmp_path / "out", random_inputs(result.manifest)).ok
+    (tmp_path / "weights.bin").unlink()
+    outputs = run_stages(CompiledOutput.open(tmp_path / "out"), random_inputs(result.manifest))
+    assert outputs["probs"].shape == (1, 10)
+
+
+def test_big_stages_get_external_data(tmp_path, monkeypatch):
+    onnx.save(build(), tmp_path / "m.onnx")
+    monkeypatch.setattr(submodels, "EXTERNAL_DATA_THRESHOLD", 0)
+    result = edgec.compile(tmp_path / "m.onnx", PLAN, tmp_path / "out")
+    assert "devices/a/stage0.onnx.data" in result.manifest["files"]
     assert verify(tmp_path / "out", random_inputs(result.manifest)).ok
 
 
