@@ -143,3 +143,18 @@ def test_real_process_exit_code_and_no_traceback(model, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "nope.edge" in proc.stderr
+
+
+def test_import_autodice_then_compile_and_verify(model, tmp_path):
+    import json
+
+    names = [n.name for n in onnx.load(model).graph.node]
+    mapping = {"pi_cpu01": names[:8], "laptop_cpu0123": names[8:]}
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping))
+    (tmp_path / "platform.txt").write_text("pi, arm, slots=0-3\nlaptop\n")
+    result = edgec("import", "autodice", tmp_path / "mapping.json", tmp_path / "platform.txt", "-o", tmp_path / "p.edge")
+    assert result.exit_code == 0, result.output
+    assert edgec("compile", model, "-p", tmp_path / "p.edge", "-o", tmp_path / "out").exit_code == 0
+    assert edgec("verify", tmp_path / "out").exit_code == 0
+    bad = edgec("import", "autodice", tmp_path / "platform.txt", tmp_path / "platform.txt", "-o", tmp_path / "q.edge")
+    assert bad.exit_code == 2 and "platform.txt" in bad.output and not (tmp_path / "q.edge").exists()
