@@ -16,6 +16,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import onnx
 import onnx_ir as ir
 
+from .backends.artifacts import write_artifacts
+from .backends.manifest import sha256_file
+from .backends.output_dir import check_output_path
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
 from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
 from .compiler.pass_manager import Hook, Pass, PassManager
@@ -29,12 +32,12 @@ ModelLike = "str | os.PathLike | onnx.ModelProto | ir.Model"
 
 
 def load_plan(plan: str | os.PathLike | ast.Plan) -> ast.Plan:
-    """A plan from a file path, plan text (anything containing a newline or a `{`), or a parsed Plan."""
+    """A plan from a parsed Plan, plan text (a string with a newline or a `{`), or a file path."""
     if isinstance(plan, ast.Plan):
         return plan
-    if isinstance(plan, os.PathLike) or ("\n" not in plan and "{" not in plan and plan.strip().endswith(".edge")):
-        return parse_plan_file(plan)
-    return parse_plan(plan, "<plan>")
+    if isinstance(plan, str) and ("\n" in plan or "{" in plan):
+        return parse_plan(plan, "<plan>")
+    return parse_plan_file(plan)
 
 
 def _model_path(model, plan: ast.Plan) -> str | os.PathLike | onnx.ModelProto | ir.Model:
@@ -101,8 +104,6 @@ def compile(
 ) -> CompileResult:
     """Compile `model` with `plan`; write artifacts to `out` (skipped when None)."""
     if out is not None:
-        from .backends.output_dir import check_output_path
-
         check_output_path(Path(out))
     plan = load_plan(plan)
     progress("loading model and lowering plan")
@@ -111,8 +112,6 @@ def compile(
     PassManager(list(passes) if passes is not None else default_pipeline(), hooks=hooks).run(program)
     manifest = None
     if out is not None:
-        from .backends.artifacts import write_artifacts
-
         manifest = write_artifacts(
             program, Path(out), model_info=_model_info(program), plan_info=_plan_info(plan), progress=progress
         )
@@ -122,8 +121,6 @@ def compile(
 def _model_info(program: Program) -> dict:
     if program.source_path is None:
         return {"path": None, "sha256": None}
-    from .backends.manifest import sha256_file
-
     return {"path": program.source_path, "sha256": sha256_file(Path(program.source_path))}
 
 
