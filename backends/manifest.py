@@ -77,6 +77,7 @@ def build_manifest(program: Program, stage_files: dict[int, str], *, model_info:
              "dtype": t.dtype, "wire": t.dtype, "bytes": t.nbytes}
             for t in program.transfers
         ],
+        "splits": [report.to_json() for report in program.splits],
         "passes": program.pass_log,
         "tools": tool_versions(),
     }

@@ -56,3 +56,30 @@ def copy_annotations(source: ir.Node, target: ir.Node) -> None:
 
 def is_edgec_op(node: ir.Node, op_type: str | None = None) -> bool:
     return node.domain == EDGEC_DOMAIN and (op_type is None or node.op_type == op_type)
+
+
+SPLIT = "edgec.split"
+
+
+@dataclass(frozen=True, eq=False)
+class SplitSpec:
+    """An intra-layer split request from one `split` statement (shared by all nodes it selects).
+
+    `parts` placements in part order; `sizes` is filled by the pass from `ratio`. Identity
+    matters: a spatial split fuses exactly the nodes that carry the same spec object.
+    """
+
+    kind: str
+    parts: tuple[Placement, ...]
+    grid: tuple[int, int] | None = None
+    ratio: tuple[int, ...] | None = None
+    merge: Placement | None = None
+    span: SourceSpan | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.parts)
+
+
+def split_of(node: ir.Node) -> SplitSpec | None:
+    return node.meta.get(SPLIT)

@@ -59,6 +59,7 @@ class Program:
     platform: Platform = field(default_factory=Platform)
     stages: list[Stage] = field(default_factory=list)
     transfers: list[Transfer] = field(default_factory=list)
+    splits: list = field(default_factory=list)
     input_owner: dict[str, int] = field(default_factory=dict)
     facts: set[str] = field(default_factory=set)
     pass_log: list[dict] = field(default_factory=list)

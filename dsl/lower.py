@@ -8,7 +8,7 @@ nothing in a plan is silently ignored.
 
 from __future__ import annotations
 
-from ..compiler.annotations import PLACEMENT, Placement
+from ..compiler.annotations import PLACEMENT, SPLIT, Placement, SplitSpec
 from ..compiler.diagnostics import PlanError, SourceSpan, closest
 from ..compiler.platform import KNOWN_ARCHES, Device, Link, Platform
 from ..compiler.program import Program
@@ -16,7 +16,6 @@ from . import ast
 from .selectors import resolve
 
 UNSUPPORTED = {
-    ast.SplitStmt: "intra-layer `split`",
     ast.QuantizeStmt: "`quantize`",
     ast.PruneStmt: "`prune`",
     ast.CdcStmt: "`cdc`",
@@ -87,7 +86,7 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
                                 stmt.selector.span, hint="each node may be placed by one `place` statement")
             placed_by[name] = stmt.span
             nodes[name].meta[PLACEMENT] = placement
-    missing = [n for n in order if n not in placed_by]
+    missing = [n for n in order if n not in placed_by and SPLIT not in nodes[n].meta]
     if missing:
         raise PlanError(
             f"{len(missing)} node(s) are not placed, first '{missing[0]}'", _end_span(plan),
@@ -96,8 +95,37 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
     program.facts.add("placed")
 
 
-def _placement(stmt: ast.PlaceStmt, program: Program) -> Placement:
-    target = stmt.target
+SPLIT_KINDS_BY_OP = {"Conv": ("filter", "output", "channel", "input", "spatial"), "Gemm": ("output", "input"),
+                     "MatMul": ("output", "input")}
+
+
+def lower_splits(plan: ast.Plan, program: Program) -> None:
+    """Attach a `SplitSpec` to every node a `split` statement selects; the split-layer pass rewrites them."""
+    order = program.node_names()
+    nodes = {n.name: n for n in program.nodes()}
+    split_by: dict[str, SourceSpan | None] = {}
+    for stmt in plan.splits:
+        targets = [_target(t, program, None) for t in stmt.targets]
+        parts = tuple(targets * stmt.parts if len(targets) == 1 else targets)
+        merge = _target(stmt.merge, program, None) if stmt.merge else None
+        spec = SplitSpec(stmt.kind, parts, stmt.grid, tuple(stmt.ratio) if stmt.ratio else None, merge, stmt.span)
+        names = resolve(stmt.selector, order)
+        for name in names:
+            if name in split_by:
+                raise PlanError(f"node '{name}' is already split at {split_by[name]}", stmt.selector.span)
+            split_by[name] = stmt.span
+            node = nodes[name]
+            allowed = SPLIT_KINDS_BY_OP.get(node.op_type)
+            if stmt.kind != "spatial" and allowed is None:
+                raise PlanError(f"cannot split {node.op_type} '{name}': only Conv, Gemm and MatMul layers split "
+                                f"by {stmt.kind}", stmt.selector.span)
+            if allowed is not None and stmt.kind not in allowed:
+                raise PlanError(f"cannot split {node.op_type} '{name}' by {stmt.kind} (it takes: {', '.join(allowed)})",
+                                stmt.span)
+            node.meta[SPLIT] = spec
+
+
+def _target(target: ast.Target, program: Program, threads: int | None) -> Placement:
     device = program.platform.devices.get(target.device)
     if device is None:
         raise PlanError(f"unknown device '{target.device}'", target.span,
@@ -109,9 +137,13 @@ def _placement(stmt: ast.PlaceStmt, program: Program) -> Placement:
             target.span, suggestion=closest(resource, device.resources),
             hint="declare `gpu cuda` or `accel vta` in the device block" if resource in ("gpu", "vta") else None,
         )
-    if stmt.threads is not None and stmt.threads > device.cores:
-        raise PlanError(f"threads {stmt.threads} exceeds the {device.cores} core(s) of device '{device.name}'", stmt.span)
-    return Placement(device.name, resource, stmt.threads, stmt.span)
+    if threads is not None and threads > device.cores:
+        raise PlanError(f"threads {threads} exceeds the {device.cores} core(s) of device '{device.name}'", target.span)
+    return Placement(device.name, resource, threads, target.span)
+
+
+def _placement(stmt: ast.PlaceStmt, program: Program) -> Placement:
+    return _target(stmt.target, program, stmt.threads)
 
 
 def _end_span(plan: ast.Plan) -> SourceSpan:

@@ -24,7 +24,7 @@ from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
 from .compiler.pass_manager import Hook, Pass, PassManager
 from .compiler.program import Program
 from .dsl import ast
-from .dsl.lower import check_supported, lower_placements, lower_platform
+from .dsl.lower import check_supported, lower_placements, lower_platform, lower_splits
 from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
 
@@ -66,6 +66,7 @@ def load_program(
     loaded = normalize_model(model_ir, input_shapes=input_shapes)
     program = Program(loaded, lower_platform(plan))
     program.source_path = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else None
+    lower_splits(plan, program)
     lower_placements(plan, program)
     return program
 

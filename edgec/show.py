@@ -62,6 +62,17 @@ def show_output(root: Path, console: Console) -> None:
             transfers.add_row(str(t["tag"]), t["tensor"], f"{t['src']} → {t['dst']}", "x".join(map(str, t["shape"])),
                               t["wire"], f"{t['bytes']:,}")
         console.print(transfers)
+    if m.get("splits"):
+        splits = Table(title="intra-layer splits (bytes per frame)")
+        for col in ("layer", "kind", "part", "device", "receives", "sends", "halo", "merge on"):
+            splits.add_column(col)
+        for split in m["splits"]:
+            for i, part in enumerate(split["parts"]):
+                first = i == 0
+                splits.add_row(split["layer"] if first else "", split["kind"] if first else "", str(i),
+                               f"{part['device']}.{part['resource']}", f"{part['receives']:,}", f"{part['sends']:,}",
+                               f"{part['halo']:,}" if part["halo"] else "", split["merge"] if first else "")
+        console.print(splits)
 
 
 def _quote(text: str) -> str:

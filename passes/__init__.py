@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .comm_insert import CommInsert
+from .split_layer import SplitLayer
 from .split_vertical import SplitVertical
 
-__all__ = ["CommInsert", "SplitVertical", "default_pipeline", "PASSES"]
+__all__ = ["CommInsert", "SplitLayer", "SplitVertical", "default_pipeline", "PASSES"]
 
-PASSES = {p.name: p for p in (SplitVertical, CommInsert)}
+PASSES = {p.name: p for p in (SplitLayer, SplitVertical, CommInsert)}
 
 
 def default_pipeline() -> list:
-    return [SplitVertical(), CommInsert()]
+    return [SplitLayer(), SplitVertical(), CommInsert()]

@@ -30,6 +30,10 @@ class Net:
         self.weights.append(numpy_helper.from_array(self.rng.standard_normal(shape).astype(np.float32) * 0.5, name))
         return name
 
+    def const(self, name: str, array: np.ndarray) -> str:
+        self.weights.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
     def conv(self, name: str, x: str, cin: int, cout: int, k: int = 3) -> str:
         return self.op("Conv", name, [x, self.weight(name + ".w", cout, cin, k, k)], pads=[k // 2] * 4)
 

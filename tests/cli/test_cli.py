@@ -85,7 +85,7 @@ def test_print_after_and_dump_ir(model, tmp_path):
                    "--dump-ir", tmp_path / "ir")
     assert result.exit_code == 0
     assert "// IR after comm-insert" in result.output and "edgec.Send" in result.output
-    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["01-split.txt", "02-comm-insert.txt"]
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["01-split-layer.txt", "02-split.txt", "03-comm-insert.txt"]
 
 
 ERRORS = [
@@ -97,6 +97,11 @@ ERRORS = [
     ("unsupported", PLAN.format(extra="prune stem channels 30%\n"), "not supported yet"),
     ("input rank", "input image [1, 3, 32]\n" + PLAN.format(extra=""), "plan.edge:1:1: input 'image' has rank 4"),
     ("input name", "input images [1, 3, 32, 32]\n" + PLAN.format(extra=""), "no input 'images' (inputs: image); did you mean 'image'?"),
+    ("split kind", PLAN.format(extra="split fc by spatial into 2 on cam, hub\n"),
+     "cannot split Gemm 'fc' by spatial (it takes: output, input)"),
+    ("split op", PLAN.format(extra="split softmax by output into 2 on cam, hub\n"), "cannot split Softmax 'softmax'"),
+    ("split parts", PLAN.format(extra="split fc by output into 11 on cam\n"), "11 parts but only 10 output neurons"),
+    ("split device", PLAN.format(extra="split fc by output into 2 on cam, hubb\n"), "did you mean 'hub'?"),
     ("no resource", PLAN.format(extra="place fc on hub.gpu\n"), "has no resource 'gpu'"),
 ]
 
