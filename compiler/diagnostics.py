@@ -31,6 +31,12 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text: third-party errors are often pages long."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class EdgecError(Exception):
     """Base of every user-facing error; `format()` is what the CLI prints."""
 

@@ -25,7 +25,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnx.reference import ReferenceEvaluator
 
-from .diagnostics import ModelError, UsageError, closest
+from .diagnostics import ModelError, UsageError, closest, first_line
 
 MIN_OPSET = 9
 _NOT_FOLDABLE = {
@@ -72,14 +72,9 @@ def _read(source: str | os.PathLike | onnx.ModelProto | ir.Model) -> ir.Model:
     try:
         model = ir.load(path)
     except Exception as exc:  # protobuf raises several unrelated types on garbage
-        raise ModelError(f"cannot read '{path}' as an ONNX model: {_one_line(exc)}") from None
+        raise ModelError(f"cannot read '{path}' as an ONNX model: {first_line(exc)}") from None
     _check_external_data(model, path.parent)
     return model
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _check_external_data(model: ir.Model, model_dir: Path) -> None:
@@ -186,9 +181,9 @@ def infer_shapes(model: ir.Model) -> None:
         proto = ir.to_proto(_without_weights(model))
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
-        raise ModelError(f"shape inference failed: {_one_line(exc)}") from None
+        raise ModelError(f"shape inference failed: {first_line(exc)}") from None
     except Exception as exc:
-        raise ModelError(f"shape inference failed: {_one_line(exc)}") from None
+        raise ModelError(f"shape inference failed: {first_line(exc)}") from None
     known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for node in model.graph:
         for value in node.outputs:
@@ -260,7 +255,7 @@ def _fold(node: ir.Node, opset: int) -> list[np.ndarray] | None:
     try:
         results = ReferenceEvaluator(_single_node_model(node, opset)).run(None, feeds)
     except Exception as exc:
-        raise ModelError(f"constant folding failed: {_one_line(exc)}", node=node.name) from None
+        raise ModelError(f"constant folding failed: {first_line(exc)}", node=node.name) from None
     return [np.asarray(r) for r in results]
 
 

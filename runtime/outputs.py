@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..compiler.diagnostics import UsageError
+from ..compiler.diagnostics import ModelError, UsageError, first_line
 
 
 @dataclass
@@ -48,7 +48,11 @@ class CompiledOutput:
         options.intra_op_num_threads = threads or self.stages[rank].get("threads") or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        return ort.InferenceSession(str(self.stage_model(rank)), options, providers=["CPUExecutionProvider"])
+        path = self.stage_model(rank)
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"stage {rank}: onnxruntime cannot load '{path}': {first_line(exc)}") from None
 
     def reference_model(self, override: str | Path | None = None) -> Path:
         path = Path(override) if override else Path(self.manifest["model"].get("path") or "")

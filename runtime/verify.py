@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..compiler.diagnostics import ModelError, first_line
 from .outputs import CompiledOutput
 
 DEFAULT_TOLERANCE = 1e-4
@@ -45,7 +46,10 @@ def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray]) -> dict[s
     for stage in compiled.stages:
         session = compiled.session(stage["rank"])
         names = [i.name for i in session.get_inputs()]
-        results = session.run(None, {n: tensors[n] for n in names})
+        try:
+            results = session.run(None, {n: tensors[n] for n in names})
+        except Exception as exc:
+            raise ModelError(f"stage {stage['rank']} failed in onnxruntime: {first_line(exc)}") from None
         tensors.update(zip((o.name for o in session.get_outputs()), results))
     return {spec["name"]: tensors[spec["name"]] for spec in compiled.manifest["model"]["outputs"]}
 
@@ -53,9 +57,12 @@ def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray]) -> dict[s
 def run_reference(model: Path, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    wanted = {i.name for i in session.get_inputs()}
-    results = session.run(output_names, {k: v for k, v in feeds.items() if k in wanted})
+    try:
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        results = session.run(output_names, {k: v for k, v in feeds.items() if k in wanted})
+    except Exception as exc:
+        raise ModelError(f"the reference model '{model}' failed in onnxruntime: {first_line(exc)}") from None
     return dict(zip(output_names, results))
 
 

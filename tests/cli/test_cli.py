@@ -163,3 +163,12 @@ def test_import_autodice_then_compile_and_verify(model, tmp_path):
     assert edgec("verify", tmp_path / "out").exit_code == 0
     bad = edgec("import", "autodice", tmp_path / "platform.txt", tmp_path / "platform.txt", "-o", tmp_path / "q.edge")
     assert bad.exit_code == 2 and "platform.txt" in bad.output and not (tmp_path / "q.edge").exists()
+
+
+def test_verify_reports_a_corrupted_stage(model, tmp_path):
+    out = tmp_path / "out"
+    assert edgec("compile", model, "-p", plan_file(tmp_path), "-o", out).exit_code == 0
+    stage = next((out / "devices" / "hub").glob("*.onnx"))
+    stage.write_bytes(b"garbage")
+    result = edgec("verify", out)
+    assert result.exit_code == 2 and "onnxruntime cannot load" in result.output and stage.name in result.output
