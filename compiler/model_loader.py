@@ -10,7 +10,8 @@ chains). Real models rarely arrive like that, so loading normalizes them:
 4. symbolic input dims are fixed from the plan or `--input-shape`;
 5. shape inference and constant folding alternate until nothing changes.
 
-External data stays memory-mapped (`onnx_ir.ExternalTensor`): weights are not copied.
+Weights are never read at load time: external data stays on disk, and a single-file model's
+initializers become `onnx_ir.ExternalTensor`s into the model file itself (`onnx_wire`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import onnx_ir.passes.common as common_passes
 from onnx.reference import ReferenceEvaluator
 
 from .diagnostics import ModelError, UsageError, closest, first_line
+from .onnx_wire import load_without_weights
 
 MIN_OPSET = 9
 _NOT_FOLDABLE = {
@@ -70,7 +72,7 @@ def _read(source: str | os.PathLike | onnx.ModelProto | ir.Model) -> ir.Model:
     if not path.is_file():
         raise UsageError(f"model path '{path}' is not a file")
     try:
-        model = ir.load(path)
+        model = load_without_weights(path)
     except Exception as exc:  # protobuf raises several unrelated types on garbage
         raise ModelError(f"cannot read '{path}' as an ONNX model: {first_line(exc)}") from None
     _check_external_data(model, path.parent)

@@ -46,7 +46,7 @@ _TERMINAL_WORDS = {
 @functools.cache
 def _lark() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True)
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True, cache=True)
 
 
 class _Source:

@@ -31,6 +31,7 @@ class CommInsert(Pass):
         produced += [(v, n.meta[STAGE], n) for n in list(graph) for v in n.outputs]
         transfers: list[Transfer] = []
         self._anchor: dict[int, ir.Node] = {}
+        self._position = _position(graph)
         for value, src, producer in produced:
             by_stage: dict[int, list] = {}
             for use in value.uses():
@@ -64,7 +65,7 @@ class CommInsert(Pass):
         else:
             graph.insert_after(anchor, send)
         self._anchor[id(producer)] = send
-        first = min((u.node for u in uses), key=_position(graph))
+        first = min((u.node for u in uses), key=self._position)
         graph.insert_before(first, recv)
         for use in uses:
             use.node.replace_input_with(use.idx, received)
@@ -82,5 +83,6 @@ def _annotate(node: ir.Node, program: Program, stage: int) -> None:
 
 
 def _position(graph: ir.Graph):
+    """Order of the nodes present now; insertions later do not change their relative order."""
     index = {id(n): i for i, n in enumerate(graph)}
     return lambda node: index[id(node)]

@@ -4,9 +4,9 @@ A stage's inputs are its Recv'd tensors plus the graph inputs it owns; its outpu
 tensors it sends plus the graph outputs it produces. Boundary tensors keep their original
 names, so `comm.json`, the manifest and the sub-models all speak of the same tensor.
 Weights are shared with the program (onnx-ir clones nodes, not tensors) and written once;
-stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights, and stages of a model that came with
-external data, get an external data file (streamed from the memory-mapped source, never
-referencing the source file, so an output directory is self-contained).
+stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights get an external data file (streamed
+from the memory-mapped source); smaller stages hold their weights inline. Either way an
+output directory never refers to the source model's files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ...compiler.annotations import BOUNDARY, is_edgec_op, stage_of
 from ...compiler.diagnostics import ModelError
 from ...compiler.program import Program
 
-EXTERNAL_DATA_THRESHOLD = 1 << 30
+EXTERNAL_DATA_THRESHOLD = 64 << 20
 MIN_IR_VERSION = 7
 
 
@@ -32,7 +32,12 @@ class StageModel:
     inputs: list[str]
     outputs: list[str]
     weight_bytes: int
-    has_external_weights: bool
+
+    def inline_weights(self) -> None:
+        """Give lazily loaded weights in-memory tensors, so `ir.save` embeds them instead of referring to the source."""
+        for value in self.model.graph.initializers.values():
+            if isinstance(value.const_value, ir.ExternalTensor):
+                value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
 
 
 def extract_stage(program: Program, index: int) -> StageModel:
@@ -58,8 +63,7 @@ def extract_stage(program: Program, index: int) -> StageModel:
         value.name = original_name.get(value.name, value.name)
     model = ir.Model(sub, ir_version=max(program.model.ir_version, MIN_IR_VERSION), producer_name="edgec")
     weight_bytes = sum(v.const_value.nbytes for v in initializers.values() if v.const_value is not None)
-    external = any(isinstance(v.const_value, ir.ExternalTensor) for v in initializers.values())
-    return StageModel(index, model, [v.name for v in sub.inputs], [v.name for v in sub.outputs], weight_bytes, external)
+    return StageModel(index, model, [v.name for v in sub.inputs], [v.name for v in sub.outputs], weight_bytes)
 
 
 def _unique(values: list[ir.Value]) -> list[ir.Value]:
@@ -75,8 +79,9 @@ def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[
         directory = directory_of[stage.index]
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"stage{stage.index}.onnx"
-        big = sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD
-        external = f"stage{stage.index}.onnx.data" if big or sm.has_external_weights else None
+        external = f"stage{stage.index}.onnx.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
+        if external is None:
+            sm.inline_weights()
         ir.save(sm.model, path, external_data=external)
         try:
             onnx.checker.check_model(str(path), full_check=True)
