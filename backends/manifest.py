@@ -44,8 +44,9 @@ def tool_versions() -> dict[str, str]:
 def build_manifest(program: Program, stage_files: dict[int, str], *, model_info: dict, plan_info: dict | None) -> dict:
     graph = program.graph
     stages = []
+    by_stage = program.nodes_by_stage()
     for stage in program.stages:
-        nodes = [n for n in program.nodes() if stage_of(n) == stage.index and n.domain != "edgec"]
+        nodes = [n for n in by_stage[stage.index] if n.domain != "edgec"]
         stages.append({
             "rank": stage.rank,
             "device": stage.device,

@@ -84,6 +84,13 @@ class Program:
     def stage_nodes(self, index: int) -> list[ir.Node]:
         return [n for n in self.model.graph if stage_of(n) == index]
 
+    def nodes_by_stage(self) -> dict[int, list[ir.Node]]:
+        """Every stage's nodes (edgec ops included) in graph order, from one scan of the graph."""
+        groups: dict[int, list[ir.Node]] = {s.index: [] for s in self.stages}
+        for node in self.model.graph:
+            groups[stage_of(node)].append(node)
+        return groups
+
     def verify(self) -> None:
         """Check the invariants of DESIGN.md that hold given `facts`; raise VerifyError on the first broken one."""
         graph = self.model.graph

@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from ...compiler.annotations import BOUNDARY, is_edgec_op, stage_of
+from ...compiler.annotations import BOUNDARY, is_edgec_op
 from ...compiler.diagnostics import ModelError
 from ...compiler.program import Program
 
@@ -40,12 +40,14 @@ class StageModel:
                 value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
 
 
-def extract_stage(program: Program, index: int) -> StageModel:
+def extract_stage(program: Program, index: int, stage_nodes: list[ir.Node] | None = None) -> StageModel:
+    """The sub-model of stage `index`; pass `stage_nodes` (from `Program.nodes_by_stage`) to skip a graph scan."""
     graph = program.graph
-    nodes = [n for n in graph if stage_of(n) == index and not is_edgec_op(n)]
-    received = [n.outputs[0] for n in graph if stage_of(n) == index and is_edgec_op(n, "Recv")]
+    members = stage_nodes if stage_nodes is not None else program.stage_nodes(index)
+    nodes = [n for n in members if not is_edgec_op(n)]
+    received = [n.outputs[0] for n in members if is_edgec_op(n, "Recv")]
     owned = [v for v in graph.inputs if program.input_owner.get(v.name) == index and v.uses()]
-    sent = [n.inputs[0] for n in graph if stage_of(n) == index and is_edgec_op(n, "Send")]
+    sent = [n.inputs[0] for n in members if is_edgec_op(n, "Send")]
     computed = {id(v) for n in nodes for v in n.outputs}
     outputs = _unique([v for v in sent + list(graph.outputs) if id(v) in computed])
     inputs = owned + received
@@ -74,8 +76,9 @@ def _unique(values: list[ir.Value]) -> list[ir.Value]:
 def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[int, Path]:
     """Write and check each stage's sub-model; `directory_of` maps stage → device directory."""
     written: dict[int, Path] = {}
+    by_stage = program.nodes_by_stage()
     for stage in program.stages:
-        sm = extract_stage(program, stage.index)
+        sm = extract_stage(program, stage.index, by_stage[stage.index])
         directory = directory_of[stage.index]
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"stage{stage.index}.onnx"
