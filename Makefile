@@ -3,17 +3,23 @@
 #   make test      set up, then run the whole test suite
 PYTHON ?= python3
 
-.PHONY: setup example test
+.PHONY: setup example test bench
 
 setup:
-	@command -v dot >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; }
-	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]"
+	@command -v dot >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz openmpi-bin libopenmpi-dev >/dev/null; }
+	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]" "mpi4py>=4"
+	@$(PYTHON) -c "from mpi4py import MPI; v = MPI.Get_library_version(); assert 'Open MPI' in v, 'mpi4py is not using Open MPI: ' + v"
 
 example: setup
 	$(PYTHON) examples/tiny_cnn.py
 	cd examples && $(PYTHON) -m edgec compile tiny_cnn.onnx --plan tiny_cnn.edge -o out
 	cd examples && $(PYTHON) -m edgec verify out
+	cd examples && $(PYTHON) -m edgec verify out --mpi
+	cd examples && $(PYTHON) -m edgec run out --frames 50
 	cd examples && $(PYTHON) -m edgec show out --graph out.png
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+bench: setup
+	$(PYTHON) benchmarks/run_all.py

@@ -133,6 +133,7 @@ def verify(
     tolerance: float = typer.Option(1e-4, help="Maximum relative error max|a-b|/max|ref| per output."),
     model: Optional[Path] = typer.Option(None, "--model", help="The unsplit model (default: the path in the manifest)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    mpi: bool = typer.Option(False, "--mpi", help="Run the real distributed program (mpirun, one rank per stage, 1 frame)."),
 ) -> None:
     """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
     from .runtime.outputs import CompiledOutput, load_inputs, random_inputs
@@ -140,12 +141,20 @@ def verify(
 
     compiled = CompiledOutput.open(out)
     feeds = load_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    report = run_verify(out, feeds, tolerance=tolerance, model=model)
+    if mpi:
+        from .runtime.launcher import run as run_mpi
+        from .runtime.verify import compare, run_reference
+
+        reference = compiled.reference_model(model)
+        actual = {name: array[0] for name, array in run_mpi(out, feeds, keep_outputs=True).outputs.items()}
+        report = compare(actual, run_reference(reference, feeds, list(actual)), tolerance)
+    else:
+        report = run_verify(out, feeds, tolerance=tolerance, model=model)
     if json_out:
         out_console.print_json(json.dumps({"ok": report.ok, "tolerance": tolerance,
                                            "outputs": [vars(o) for o in report.outputs]}))
     else:
-        table = Table(title=f"edgec verify {out} ({len(compiled.stages)} stages)")
+        table = Table(title=f"edgec verify {out} ({len(compiled.stages)} stages{', mpirun' if mpi else ''})")
         for col in ("output", "max abs err", "max rel err", "result"):
             table.add_column(col)
         for o in report.outputs:
@@ -192,6 +201,56 @@ def import_autodice(
         raise UsageError(f"cannot write '{out}': the parent directory does not exist")
     out.write_text(text)
     out_console.print(f"wrote {out}")
+
+
+@app.command()
+@user_errors
+def run(
+    out: Path = typer.Argument(..., help="An output directory of `edgec compile`."),
+    frames: int = typer.Option(100, "--frames", "-n", help="Frames to measure (the input is repeated)."),
+    warmup: int = typer.Option(2, "--warmup", help="Extra frames run first and left out of the figures and outputs."),
+    input: Optional[List[Path]] = typer.Option(None, "--input", "-i", help="Input .npy (one per model input) or one .npz; one frame (repeated) or a stack of frames [F, ...] (cycled)."),
+    random: bool = typer.Option(False, "--random", help="Seeded random inputs (the default without --input)."),
+    seed: int = typer.Option(0, help="Seed for --random."),
+    save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Write the graph outputs of every measured frame: .npy (one output) or .npz."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", help="Open MPI hostfile; ranks are placed by OUT/rankfile (default: all ranks on this machine)."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the run directory is made (must be shared by all hosts with --hosts)."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Stop everything and fail after this many seconds."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link."""
+    import numpy as np
+
+    from .runtime.launcher import read_inputs
+    from .runtime.launcher import run as run_mpi
+    from .runtime.outputs import CompiledOutput, random_inputs
+    from .runtime.report import render
+
+    if input and random:
+        raise UsageError("give either --input or --random, not both")
+    compiled = CompiledOutput.open(out)
+    names = [spec["name"] for spec in compiled.manifest["model"]["outputs"]]
+    if save_outputs is not None:
+        if save_outputs.suffix not in (".npy", ".npz"):
+            raise UsageError(f"--save-outputs '{save_outputs}' must end in .npy or .npz")
+        if save_outputs.suffix == ".npy" and len(names) != 1:
+            raise UsageError(f"the model has {len(names)} outputs; save them to a .npz")
+        if not save_outputs.resolve().parent.is_dir():
+            raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
+    feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
+    result = run_mpi(out, feeds, frames=frames, warmup=warmup, hosts=hosts, timeout=timeout,
+                     keep_outputs=save_outputs is not None, workdir=workdir)
+    if save_outputs is not None:
+        if save_outputs.suffix == ".npy":
+            np.save(save_outputs, result.outputs[names[0]])
+        else:
+            np.savez(save_outputs, **result.outputs)
+    if json_out:
+        out_console.print_json(json.dumps(result.report))
+    else:
+        render(result.report, out_console, f"edgec run {out}")
+        if save_outputs is not None:
+            out_console.print(f"wrote {save_outputs} ({frames} frames)")
 
 
 def main() -> None:

@@ -43,11 +43,15 @@ class CompiledOutput:
             raise UsageError(f"stage {rank}: sub-model '{path}' is missing")
         return path
 
-    def session(self, rank: int, threads: int | None = None) -> ort.InferenceSession:
+    def session(self, rank: int, threads: int | None = None, *, spin: bool = True) -> ort.InferenceSession:
+        """The stage's onnxruntime session; `spin=False` makes idle worker threads sleep, for ranks sharing cores."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or self.stages[rank].get("threads") or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         path = self.stage_model(rank)
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

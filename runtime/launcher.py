@@ -1,0 +1,244 @@
+"""Start a compiled output on Open MPI (one rank per stage), wait for it, and read back the results.
+
+Why a launcher process outside MPI: it checks inputs before anything starts, owns the time
+limit, and is the one place that can always clean up. `mpirun` runs in a session of its own;
+on timeout or interrupt every process of that session (mpirun, and the ranks, which Open MPI
+puts in process groups of their own but not in sessions of their own) is terminated, then
+killed, so a failed run never leaves ranks behind. Whatever happens, the caller gets either
+the report or one `RuntimeFailure` naming the rank, its stage and the cause.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.diagnostics import UsageError
+from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stuck_ranks, tail
+from .outputs import CompiledOutput
+
+DEFAULT_TIMEOUT = 300.0
+FORWARDED_ENV = ("PYTHONPATH", "EDGEC_TEST_CRASH_RANK", "EDGEC_TEST_CRASH_FRAME", "EDGEC_TEST_CRASH_HOW")
+
+
+@dataclass
+class RunResult:
+    report: dict
+    outputs: dict[str, np.ndarray]
+    command: list[str]
+
+
+def read_inputs(manifest: dict, paths: list[str | Path]) -> dict[str, np.ndarray]:
+    """Arrays from `.npy` files (one per model input, in order) or one `.npz` keyed by input name;
+    each holds one frame or a stack of frames (checked by `stack_feeds`)."""
+    specs = manifest["model"]["inputs"]
+    for path in paths:
+        if not Path(path).is_file():
+            raise UsageError(f"input file '{path}' does not exist")
+    try:
+        if len(paths) == 1 and str(paths[0]).endswith(".npz"):
+            with np.load(paths[0], allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        if len(paths) != len(specs):
+            raise UsageError(f"the model has {len(specs)} input(s) but {len(paths)} --input file(s) were given")
+        return {spec["name"]: np.load(path, allow_pickle=False) for spec, path in zip(specs, paths)}
+    except ValueError as exc:
+        raise UsageError(f"cannot read the --input files as numpy arrays: {exc}") from None
+
+
+def stack_feeds(manifest: dict, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each input as a stack of frames (frames, *shape), refusing any that does not match the
+    manifest before a process starts. An input may be one frame or a stack of frames."""
+    specs = {spec["name"]: spec for spec in manifest["model"]["inputs"]}
+    for name in feeds:
+        if name not in specs:
+            raise UsageError(f"'{name}' is not an input of the model (inputs: {', '.join(specs)})")
+    stacks = {}
+    for name, spec in specs.items():
+        if name not in feeds:
+            raise UsageError(f"no data for model input '{name}'")
+        array, shape, dtype = feeds[name], spec["shape"], np.dtype(spec["dtype"])
+        if array.dtype != dtype or list(array.shape) not in (shape, [*array.shape[:1], *shape]):
+            raise UsageError(f"input '{name}' must be {dtype}{shape} (or a stack of frames, {dtype}[frames, "
+                             f"{', '.join(map(str, shape))}]), got {array.dtype}{list(array.shape)}")
+        stacks[name] = np.ascontiguousarray(array if array.ndim == len(shape) + 1 and list(array.shape[1:]) == shape
+                                            else array[None])
+    if len({len(stack) for stack in stacks.values()}) > 1:
+        raise UsageError("the inputs hold different numbers of frames: " +
+                         ", ".join(f"'{n}' {len(s)}" for n, s in stacks.items()))
+    if any(len(stack) == 0 for stack in stacks.values()):
+        raise UsageError("an input stack holds no frames")
+    return stacks
+
+
+def _single_copy_works() -> bool:
+    """Whether Open MPI's shared-memory single copy (CMA, process_vm_readv) is allowed here;
+    containers often forbid it (seccomp, Yama ptrace scope >= 2), and then every large message fails."""
+    try:
+        if int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text()) >= 2:
+            return False
+    except (OSError, ValueError):
+        pass
+
+    class IoVec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        src, dst = ctypes.create_string_buffer(b"edgec", 8), ctypes.create_string_buffer(8)
+        local, remote = IoVec(ctypes.addressof(dst), 8), IoVec(ctypes.addressof(src), 8)
+        return libc.process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == 8
+    except (OSError, AttributeError):
+        return False
+
+
+def mpi_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if os.geteuid() == 0:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    if "OMPI_MCA_btl_vader_single_copy_mechanism" not in env and not _single_copy_works():
+        env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
+                hosts: Path | None) -> list[str]:
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
+    if importlib.util.find_spec("mpi4py") is None:
+        raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
+    cmd = [mpirun, "-np", str(len(compiled.stages))]
+    if hosts is None:
+        cmd += ["--oversubscribe", "--bind-to", "none"]
+    else:
+        rankfile = compiled.root / "rankfile"
+        for path in (hosts, rankfile):
+            if not path.is_file():
+                raise UsageError(f"'{path}' does not exist")
+        cmd += ["--hostfile", str(hosts.resolve()), "--rankfile", str(rankfile.resolve())]
+    for name in FORWARDED_ENV:
+        if name in os.environ:
+            cmd += ["-x", name]
+    cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
+            "--frames", str(frames), "--warmup", str(warmup)]
+    return cmd + (["--keep-outputs"] if keep_outputs else [])
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(sid: int, grace: float = 2.0) -> int:
+    """Terminate, then kill, every process of the session `mpirun` leads; returns how many there were."""
+    pids = _session_pids(sid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while sig == signal.SIGTERM and time.monotonic() < deadline and _alive(pids):
+            time.sleep(0.05)
+    return len(pids)
+
+
+def _alive(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+        except (OSError, IndexError):
+            continue
+    return False
+
+
+def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | None, timeout: float) -> RuntimeFailure:
+    stages = compiled.stages
+    errors = read_rank_errors(rundir, log)
+    if errors:
+        first = errors[0]
+        if rc is None:
+            return RuntimeFailure(f"{first.describe(stages)}; the run was stopped after {timeout:g} s")
+        return RuntimeFailure(first.describe(stages))
+    if rc is None:
+        return RuntimeFailure(f"the run did not finish within {timeout:g} s (--timeout) and was stopped: "
+                              f"{stuck_ranks(rundir, stages)}", hint="raise --timeout for long runs")
+    if crash := crashed_rank(log):
+        rank, how = crash
+        return RuntimeFailure(f"{rank_name(rank, stages)} {how}; mpirun stopped the other ranks")
+    return RuntimeFailure(f"mpirun exited with code {rc}" + (f":\n{tail(log)}" if log.strip() else ""))
+
+
+def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmup: int = 0,
+        hosts: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT, keep_outputs: bool = False,
+        workdir: str | Path | None = None) -> RunResult:
+    """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
+    outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
+    stack of frames per input, cycled."""
+    compiled = CompiledOutput.open(out)
+    if frames < 1 or warmup < 0:
+        raise UsageError("--frames must be at least 1 and --warmup at least 0")
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    for rank in range(len(compiled.stages)):
+        compiled.stage_model(rank)
+    stacks = stack_feeds(compiled.manifest, feeds)
+    if workdir is not None and not Path(workdir).is_dir():
+        raise UsageError(f"--workdir '{workdir}' is not a directory")
+    rundir = Path(tempfile.mkdtemp(prefix="edgec-run-", dir=workdir)).resolve()
+    try:
+        cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
+                          hosts=Path(hosts) if hosts else None)
+        np.savez(rundir / "inputs.npz", **stacks)
+        rc = _launch(cmd, rundir / "mpirun.log", timeout)
+        log = (rundir / "mpirun.log").read_text(errors="replace")
+        if rc != 0 or not (rundir / "report.json").is_file():
+            raise _failure(compiled, rundir, log, rc, timeout)
+        report = json.loads((rundir / "report.json").read_text())
+        report["command"] = cmd
+        outputs: dict[str, np.ndarray] = {}
+        if keep_outputs:
+            with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
+                outputs = {name: data[name] for name in data.files}
+        return RunResult(report, outputs, cmd)
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _launch(cmd: list[str], log_path: Path, timeout: float) -> int | None:
+    """Run mpirun in a new session; None when it had to be stopped at the time limit."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=mpi_env(), start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            kill_session(proc.pid)
+            proc.wait()

@@ -1,0 +1,156 @@
+"""One MPI rank of `edgec run`: load this rank's stage, run the frame loop, hand results to rank 0.
+
+    mpirun -np S python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
+
+Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
+(shared by all ranks): the input-owning ranks read `inputs.npz` there, rank 0 writes
+`report.json` and `outputs.npz` there, every rank keeps its (frame, phase) in a mapped
+`progress-rank<k>` file, and a failing rank leaves `error-rank<k>.json` there and aborts the
+whole job, so the launcher can name the rank and the cause instead of hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+from ..compiler.diagnostics import UsageError
+from .failure import report_rank_error
+from .outputs import CompiledOutput
+from .pipeline import FrameLoop, TensorSpec
+from .progress import DONE, current_frame, open_progress
+from .report import summarize
+from .stage_kernel import OrtKernel, links, output_specs, stage_session
+
+
+def crash_hook(rank: int) -> Callable[[int], None] | None:
+    """The test hook that makes one rank fail at one frame: EDGEC_TEST_CRASH_RANK, _FRAME (default 0)
+    and _HOW: `exit` (os._exit(17), no message), `raise` (an exception) or `hang` (sleep forever)."""
+    if os.environ.get("EDGEC_TEST_CRASH_RANK") != str(rank):
+        return None
+    at, how = int(os.environ.get("EDGEC_TEST_CRASH_FRAME", "0")), os.environ.get("EDGEC_TEST_CRASH_HOW", "exit")
+
+    def hook(frame: int) -> None:
+        if frame != at:
+            return
+        if how == "raise":
+            raise RuntimeError("injected failure (EDGEC_TEST_CRASH_HOW=raise)")
+        while how == "hang":
+            time.sleep(1)
+        os._exit(17)
+
+    return hook
+
+
+def load_feeds(rundir: Path, manifest: dict, rank: int) -> dict[str, np.ndarray]:
+    """The graph inputs this rank owns, as stacks of frames, checked against the manifest."""
+    owned = [spec for spec in manifest["model"]["inputs"] if spec["stage"] == rank]
+    if not owned:
+        return {}
+    path = rundir / "inputs.npz"
+    if not path.is_file():
+        raise UsageError(f"input file '{path}' is missing (the run directory must be shared by all hosts)")
+    feeds = {}
+    with np.load(path, allow_pickle=False) as data:
+        for spec in owned:
+            if spec["name"] not in data.files:
+                raise UsageError(f"no data for model input '{spec['name']}'")
+            stack = data[spec["name"]]
+            if list(stack.shape[1:]) != spec["shape"] or len(stack) == 0 or stack.dtype != np.dtype(spec["dtype"]):
+                raise UsageError(f"input '{spec['name']}' must be {spec['dtype']}[frames, "
+                                 f"{', '.join(map(str, spec['shape']))}], got {stack.dtype}{list(stack.shape)}")
+            feeds[spec["name"]] = np.ascontiguousarray(stack)
+    return feeds
+
+
+def gather_outputs(comm: MPI.Comm, manifest: dict, kept: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
+    """Graph outputs of all measured frames, on rank 0 (raw bytes, tags after the frame tags)."""
+    rank, base = comm.Get_rank(), 2 * len(manifest["transfers"])
+    gathered: dict[str, np.ndarray] = {}
+    for index, spec in enumerate(manifest["model"]["outputs"]):
+        owner = spec["stage"]
+        if rank == owner and owner != 0:
+            comm.Send([kept[spec["name"]], MPI.BYTE], 0, base + index)
+        elif rank == 0:
+            if owner == 0:
+                gathered[spec["name"]] = kept[spec["name"]]
+            else:
+                array = np.empty((frames, *spec["shape"]), np.dtype(spec["dtype"]))
+                comm.Recv([array, MPI.BYTE], owner, base + index)
+                gathered[spec["name"]] = array
+    return gathered
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        write(f)
+    tmp.replace(path)
+
+
+def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool) -> None:
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    state = open_progress(rundir, rank)
+    compiled = CompiledOutput.open(out)
+    manifest = compiled.manifest
+    if comm.Get_size() != len(compiled.stages):
+        raise UsageError(f"started with {comm.Get_size()} ranks, but '{out}' has {len(compiled.stages)} stages")
+    table = json.loads((out / "comm.json").read_text())["ranks"][rank]
+    recvs, sends = links(table["recvs"]), links(table["sends"])
+    mine = [spec for spec in manifest["model"]["outputs"] if spec["stage"] == rank]
+    known = {link.tensor: link.spec for link in sends}
+    known.update({spec["name"]: TensorSpec(tuple(spec["shape"]), np.dtype(spec["dtype"])) for spec in mine})
+    threads = compiled.stages[rank].get("threads") or 1
+    host = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    host_threads = host.allreduce(threads)
+    host.Free()
+    session = stage_session(compiled, rank, spin=host_threads <= (os.cpu_count() or 1))
+    loop = FrameLoop(
+        comm, recvs, sends, load_feeds(rundir, manifest, rank), output_specs(session, known), OrtKernel(session),
+        tag_stride=len(manifest["transfers"]), keep=[spec["name"] for spec in mine] if keep_outputs else [],
+        before_frame=crash_hook(rank), progress=state,
+    )
+    comm.Barrier()
+    origin = time.perf_counter()
+    stats = loop.run(warmup + frames, keep_from=warmup)
+    loop.close()
+    outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
+    record = {"rank": rank, "host": MPI.Get_processor_name(), "origin": origin, "stats": vars(stats)}
+    records = comm.gather(record, root=0)
+    if rank == 0:
+        report = summarize(manifest, records, frames=frames, warmup=warmup)
+        report["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip(" \x00")
+        if keep_outputs:
+            _write_atomic(rundir / "outputs.npz", lambda f: np.savez(f, **outputs))
+        _write_atomic(rundir / "report.json", lambda f: f.write(json.dumps(report, indent=1).encode()))
+    state[1] = DONE
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m edgec.runtime.mpi_rank", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("rundir", type=Path)
+    parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--keep-outputs", action="store_true")
+    args = parser.parse_args(argv)
+    rank = MPI.COMM_WORLD.Get_rank()
+    try:
+        run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs)
+    except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang the others
+        report_rank_error(args.rundir, rank, exc, current_frame(args.rundir, rank))
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The frame loop of one rank: non-blocking receives and sends around a stage kernel, double-buffered.
+
+Why double buffering: a stage should compute frame k+1 while frame k is still on the wire, so
+a pipeline runs at the speed of its slowest stage, not at the sum of compute and transfer
+times. Every received and every produced tensor has two preallocated buffers; frame k uses
+set `k % 2`. Receives for frames k and k+1 are always posted ahead (straight into the
+buffers, raw bytes, no pickling); before the kernel overwrites set `p` with frame k, the loop
+waits for the sends of frame k-2 that read from it. The requests are persistent
+(`Recv_init`/`Ssend_init` once per buffer set, `Startall` per frame): the nonblocking
+`Irecv`/`Issend` pattern without re-describing the same buffers every frame.
+
+Tags: transfer `t` of frame k travels with tag `t.tag + (k % 2) * stride`, where `stride` is
+the number of transfers, so a message can only ever match the buffer of its own parity. MPI's
+non-overtaking rule (same sender, communicator and tag are matched in posting order) would
+already keep frames apart; the parity tag makes that independent of posting order and easy
+to check in a trace.
+
+Sends are synchronous-mode (`Ssend_init`, a persistent `Issend`): they complete only once the
+consumer has matched them, which gives backpressure. A fast producer stays at most two frames
+ahead of its consumer instead of filling MPI's unexpected-message queue, so memory and
+latency stay bounded.
+
+Progress: the loop keeps (frame, phase) in a two-integer array (see `progress`), so a launcher
+that has to stop a stuck run can say which rank was doing what.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+from mpi4py import MPI
+
+from .progress import COMPUTE, DRAIN, FINISH, WAIT_INPUTS, WAIT_SENDS
+
+
+def _nothing(requests: list) -> None:
+    """Stands in for Startall/Waitall on a side that has no requests, to keep the loop lean."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def empty(self) -> np.ndarray:
+        return np.empty(self.shape, self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Link:
+    """One transfer as one rank sees it: the tensor, the other rank and the base tag."""
+
+    tensor: str
+    peer: int
+    tag: int
+    spec: TensorSpec
+
+
+class Kernel(Protocol):
+    """The stage's computation: bound once per buffer set, then run once per frame."""
+
+    def bind(self, parity: int, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None: ...
+
+    def run(self, parity: int) -> None: ...
+
+
+@dataclass
+class FrameStats:
+    """Per frame (warm-up included): absolute compute start/end (perf_counter) and the time split."""
+
+    start: np.ndarray
+    end: np.ndarray
+    compute: np.ndarray
+    wait: np.ndarray
+    send: np.ndarray
+
+    @classmethod
+    def from_times(cls, t: np.ndarray) -> "FrameStats":
+        """From rows of (before input wait, inputs in, sends free, compute done, sends posted)."""
+        return cls(start=t[:, 2], end=t[:, 3], compute=t[:, 3] - t[:, 2], wait=t[:, 1] - t[:, 0],
+                   send=(t[:, 2] - t[:, 1]) + (t[:, 4] - t[:, 3]))
+
+
+@dataclass
+class FrameLoop:
+    """`feeds` holds this rank's graph inputs as stacks of samples, shape (samples, *input shape):
+    measured frame j reads sample j % samples (a single sample is bound once and never copied)."""
+
+    comm: MPI.Comm
+    recvs: Sequence[Link]
+    sends: Sequence[Link]
+    feeds: Mapping[str, np.ndarray]
+    outputs: Mapping[str, TensorSpec]
+    kernel: Kernel
+    tag_stride: int
+    keep: Sequence[str] = ()
+    before_frame: Callable[[int], None] | None = None
+    progress: np.ndarray = field(default_factory=lambda: np.full(2, -1, np.int64))
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._recv_bufs = [{link.tensor: link.spec.empty() for link in self.recvs} for _ in range(2)]
+        self._out_bufs = [{name: spec.empty() for name, spec in self.outputs.items()} for _ in range(2)]
+        self._stacks = {name: stack for name, stack in self.feeds.items() if len(stack) > 1}
+        self._feed_bufs = [{name: np.empty_like(stack[0, ...]) if name in self._stacks else stack[0, ...]
+                            for name, stack in self.feeds.items()} for _ in range(2)]
+        for parity in range(2):
+            self.kernel.bind(parity, {**self._feed_bufs[parity], **self._recv_bufs[parity]}, self._out_bufs[parity])
+        self._recv_reqs = [[self.comm.Recv_init([self._recv_bufs[p][link.tensor], MPI.BYTE], link.peer,
+                                                link.tag + p * self.tag_stride) for link in self.recvs] for p in range(2)]
+        self._send_reqs = [[self.comm.Ssend_init([self.tensor(p, link.tensor), MPI.BYTE], link.peer,
+                                                 link.tag + p * self.tag_stride) for link in self.sends] for p in range(2)]
+
+    def tensor(self, parity: int, name: str) -> np.ndarray:
+        """A tensor of the frame in buffer set `parity`: a kernel output, a feed, or a received tensor."""
+        for table in (self._out_bufs[parity], self._feed_bufs[parity], self._recv_bufs[parity]):
+            if name in table:
+                return table[name]
+        raise KeyError(f"tensor '{name}' is neither computed, fed nor received by this stage")
+
+    def close(self) -> None:
+        """Free the persistent requests (the loop cannot run afterwards)."""
+        for request in [r for reqs in self._recv_reqs + self._send_reqs for r in reqs]:
+            request.Free()
+        self._recv_reqs = self._send_reqs = [[], []]
+
+    def run(self, frames: int, keep_from: int = 0) -> FrameStats:
+        """Run `frames` frames; graph outputs named in `keep` are copied out for frames >= keep_from.
+        `before_frame(k)` is called once frame k's inputs are in, just before the kernel runs."""
+        now = time.perf_counter
+        kept_frames = max(frames - keep_from, 0)
+        self.kept = {name: np.empty((kept_frames, *self.tensor(0, name).shape), self.tensor(0, name).dtype)
+                     for name in self.keep}
+        recv_reqs, send_reqs = self._recv_reqs, self._send_reqs
+        start_all = MPI.Prequest.Startall if self.recvs else _nothing
+        wait_recvs = MPI.Request.Waitall if self.recvs else _nothing
+        start_sends = MPI.Prequest.Startall if self.sends else _nothing
+        wait_sends = MPI.Request.Waitall if self.sends else _nothing
+        for frame in range(min(2, frames)):
+            start_all(recv_reqs[frame & 1])
+        progress, kernel, hook, kept = memoryview(self.progress), self.kernel, self.before_frame, self.kept
+        stacks, feed_bufs = self._stacks, self._feed_bufs
+        times: list[tuple[float, float, float, float, float]] = []
+        for frame in range(frames):
+            p = frame & 1
+            progress[0], progress[1] = frame, WAIT_INPUTS
+            t0 = now()
+            wait_recvs(recv_reqs[p])
+            progress[1] = WAIT_SENDS
+            t1 = now()
+            wait_sends(send_reqs[p])
+            progress[1] = COMPUTE
+            if hook is not None:
+                hook(frame)
+            t2 = now()
+            for name, stack in stacks.items():
+                np.copyto(feed_bufs[p][name], stack[(frame - keep_from) % len(stack)])
+            kernel.run(p)
+            t3 = now()
+            if frame + 2 < frames:
+                start_all(recv_reqs[p])
+            start_sends(send_reqs[p])
+            t4 = now()
+            if kept and frame >= keep_from:
+                for name, store in kept.items():
+                    store[frame - keep_from] = self.tensor(p, name)
+            times.append((t0, t1, t2, t3, t4))
+        progress[1] = DRAIN
+        wait_sends(send_reqs[0] + send_reqs[1])
+        progress[1] = FINISH
+        return FrameStats.from_times(np.array(times, dtype=np.float64).reshape(-1, 5))

@@ -1,0 +1,107 @@
+"""What `edgec run` reports: throughput, latency, where each stage spends its time, bytes per link.
+
+Why these figures: a pipeline is as fast as its slowest stage, so the report puts the measured
+frame rate next to the rate the slowest stage's compute time allows (the pipeline efficiency)
+and splits each stage's time into compute, waiting for inputs, and sending (including waiting
+for a consumer to take the previous frames). Latency is per frame, from the first stage
+starting it to the last graph output being computed, measured under full load.
+
+Times from ranks on one host share the monotonic clock; across hosts each rank's clock is
+taken relative to the barrier before the first frame (skew: about one network latency).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
+    one_host = len({r["host"] for r in records}) == 1
+    return {r["rank"]: np.asarray(r["stats"][key]) - (0.0 if one_host else r["origin"]) for r in records}
+
+
+def summarize(manifest: dict, records: list[dict], *, frames: int, warmup: int) -> dict:
+    """The report of a run from every rank's per-frame stats (warm-up frames are dropped)."""
+    starts, ends = _aligned(records, "start"), _aligned(records, "end")
+    producers = {spec["stage"] for spec in manifest["model"]["outputs"]} & set(ends) or set(ends)
+    first_start = np.min([starts[r] for r in starts], axis=0)
+    last_end = np.max([ends[r] for r in producers], axis=0)
+    measured = slice(warmup, warmup + frames)
+    latency = (last_end - first_start)[measured]
+    origin = last_end[warmup - 1] if warmup >= 1 else first_start[0]
+    span = max(float(last_end[warmup + frames - 1] - origin), 1e-12)
+    throughput = frames / span
+    stages = []
+    for r in sorted(records, key=lambda r: r["rank"]):
+        stage = manifest["stages"][r["rank"]]
+        stats = {k: np.asarray(v)[measured] for k, v in r["stats"].items()}
+        stages.append({
+            "rank": r["rank"], "device": stage["device"], "host": r["host"], "threads": stage.get("threads") or 1,
+            "compute_ms": 1e3 * float(stats["compute"].mean()), "wait_ms": 1e3 * float(stats["wait"].mean()),
+            "send_ms": 1e3 * float(stats["send"].mean()), "busy": float(stats["compute"].sum() / span),
+        })
+    slowest = max(stages, key=lambda s: s["compute_ms"])
+    return {
+        "frames": frames, "warmup": warmup, "ranks": len(records), "seconds": span,
+        "throughput_fps": throughput,
+        "latency_ms": {q: 1e3 * float(np.percentile(latency, int(q[1:]))) for q in ("p50", "p95", "p99")}
+        | {"mean": 1e3 * float(latency.mean())},
+        "slowest_stage": slowest["rank"],
+        "efficiency": throughput * slowest["compute_ms"] / 1e3,
+        "stages": stages,
+        "links": link_bytes(manifest, frames, span),
+    }
+
+
+def link_bytes(manifest: dict, frames: int, seconds: float) -> list[dict]:
+    """Bytes each (src → dst) rank pair moved: per frame, in total, and the achieved rate."""
+    by_pair: dict[tuple[int, int], list[dict]] = {}
+    for t in manifest["transfers"]:
+        by_pair.setdefault((t["src"], t["dst"]), []).append(t)
+    stages = manifest["stages"]
+    result = []
+    for (src, dst), transfers in sorted(by_pair.items()):
+        per_frame = sum(t["bytes"] for t in transfers)
+        result.append({
+            "src": src, "dst": dst, "src_device": stages[src]["device"], "dst_device": stages[dst]["device"],
+            "tensors": [t["tensor"] for t in transfers], "bytes_per_frame": per_frame,
+            "bytes_total": per_frame * frames, "mb_per_s": per_frame * frames / seconds / 1e6,
+        })
+    return result
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def render(report: dict, console: Console, title: str) -> None:
+    lat = report["latency_ms"]
+    console.print(
+        f"[bold]{title}[/]: {report['frames']} frames (+{report['warmup']} warm-up) on {report['ranks']} ranks in "
+        f"{report['seconds']:.3f} s — [bold]{report['throughput_fps']:.1f} frames/s[/], latency p50 "
+        f"{lat['p50']:.2f} / p95 {lat['p95']:.2f} / p99 {lat['p99']:.2f} ms, pipeline efficiency "
+        f"[bold]{report['efficiency']:.2f}[/] (slowest stage: rank {report['slowest_stage']})"
+    )
+    stages = Table(title="stages (mean per frame)")
+    for col in ("rank", "device", "host", "threads", "compute ms", "wait ms", "send ms", "busy"):
+        stages.add_column(col, justify="right" if col not in ("device", "host") else "left")
+    for s in report["stages"]:
+        stages.add_row(str(s["rank"]), s["device"], s["host"], str(s["threads"]), f"{s['compute_ms']:.3f}",
+                       f"{s['wait_ms']:.3f}", f"{s['send_ms']:.3f}", f"{100 * s['busy']:.0f}%")
+    console.print(stages)
+    if report["links"]:
+        links = Table(title="links")
+        for col in ("link", "tensors", "per frame", "total", "MB/s"):
+            links.add_column(col, justify="left" if col in ("link", "tensors") else "right")
+        for link in report["links"]:
+            tensors = ", ".join(link["tensors"])
+            links.add_row(f"{link['src']} ({link['src_device']}) → {link['dst']} ({link['dst_device']})",
+                          tensors if len(tensors) <= 40 else tensors[:37] + "…", _size(link["bytes_per_frame"]),
+                          _size(link["bytes_total"]), f"{link['mb_per_s']:.1f}")
+        console.print(links)

@@ -1,0 +1,80 @@
+"""A stage's sub-model as a frame-loop kernel: onnxruntime bound to the loop's buffers.
+
+Why I/O binding: the loop owns preallocated receive and send buffers; binding them once per
+buffer set lets onnxruntime read received tensors and write produced tensors in place, so a
+frame costs no allocation and no copy between MPI and the session.
+
+Why sessions may not spin: onnxruntime's worker threads spin after each run by default. When
+the ranks on a host ask for more threads than it has cores, those spinning threads take the
+cores the other stages need (the 4-stage example on 2 cores ran 10x slower), so such ranks get
+sessions that sleep instead.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from ..compiler.diagnostics import UsageError
+from .outputs import CompiledOutput
+from .pipeline import Link, TensorSpec
+
+
+def stage_session(compiled: CompiledOutput, rank: int, *, spin: bool) -> ort.InferenceSession:
+    """The stage's session; `spin=False` when the host's cores are shared with other ranks."""
+    return compiled.session(rank, spin=spin)
+
+
+class OrtKernel:
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._bindings: dict[int, ort.IOBinding] = {}
+
+    def bind(self, parity: int, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        binding = self.session.io_binding()
+        for name in self.input_names:
+            if name not in inputs:
+                raise UsageError(f"the sub-model reads '{name}', which this stage neither receives nor is fed")
+            _bind(binding.bind_input, name, inputs[name])
+        for name in self.output_names:
+            _bind(binding.bind_output, name, outputs[name])
+        self._bindings[parity] = binding
+
+    def run(self, parity: int) -> None:
+        self.session.run_with_iobinding(self._bindings[parity])
+
+
+def _bind(method, name: str, array: np.ndarray) -> None:
+    if not array.flags.c_contiguous:
+        raise ValueError(f"buffer for '{name}' is not contiguous")
+    method(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+
+
+def output_specs(session: ort.InferenceSession, known: Mapping[str, TensorSpec]) -> dict[str, TensorSpec]:
+    """Shape and dtype of every session output: from the manifest where it is a boundary or graph
+    output, else from the sub-model's inferred shapes (all static after compilation)."""
+    specs = {}
+    for out in session.get_outputs():
+        if out.name in known:
+            specs[out.name] = known[out.name]
+            continue
+        if not all(isinstance(d, int) for d in out.shape):
+            raise UsageError(f"sub-model output '{out.name}' has a symbolic shape {out.shape}; recompile with fixed input shapes")
+        specs[out.name] = TensorSpec(tuple(out.shape), np.dtype(_ORT_TYPES.get(out.type, "float32")))
+    return specs
+
+
+def links(entries: list[dict]) -> list[Link]:
+    """`comm.json` recvs or sends of one rank as loop links."""
+    return [Link(e["tensor"], e["peer"], e["tag"], TensorSpec(tuple(e["shape"]), np.dtype(e["dtype"]))) for e in entries]
+
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+}

@@ -1,0 +1,173 @@
+"""A stage's TVM module behind the interfaces the onnxruntime stages already use.
+
+Why look-alikes: `verify` drives stages through `get_inputs()`, `get_outputs()` and
+`run(None, feeds)` of an onnxruntime session, and the MPI frame loop through a kernel's
+`bind(parity, inputs, outputs)` / `run(parity)` (`stage_kernel.OrtKernel`). `TvmSession` and
+`TvmKernel` offer exactly those, so either engine plugs in without touching the callers'
+logic; names, shapes and types come from the stage's ONNX sub-model next to the module (TVM's
+`main` takes its inputs positionally, in that order).
+
+Why the thread setup at import: TVM sizes its thread pool once, on first use, from
+`TVM_NUM_THREADS`, and by default takes half the cores (it assumes hyper-threading; on this
+2-core machine that is one thread). It is raised to all cores before any module runs; each
+session then asks for its stage's `threads`.
+
+A module built for another CPU (an aarch64 device) runs under qemu-user (`emulate.py`),
+slowly but exactly, so `verify` works for every stage a plan can place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+
+from ..backends.tvm.emulate import elf_arch, run_module  # noqa: E402
+from ..backends.tvm.targets import host_arch  # noqa: E402
+from ..compiler.diagnostics import UsageError  # noqa: E402
+from .outputs import CompiledOutput  # noqa: E402
+
+_ONNX_TYPES = {onnx.TensorProto.FLOAT: "tensor(float)", onnx.TensorProto.DOUBLE: "tensor(double)",
+               onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.INT64: "tensor(int64)",
+               onnx.TensorProto.INT32: "tensor(int32)", onnx.TensorProto.INT8: "tensor(int8)",
+               onnx.TensorProto.UINT8: "tensor(uint8)", onnx.TensorProto.BOOL: "tensor(bool)"}
+_ALIGNMENT = 64
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """What onnxruntime's NodeArg tells a caller: name, static shape, `tensor(float)`-style type."""
+
+    name: str
+    shape: list[int]
+    type: str
+
+
+def _args(values, initializers: set[str]) -> list[TensorArg]:
+    return [TensorArg(v.name, [d.dim_value for d in v.type.tensor_type.shape.dim],
+                      _ONNX_TYPES.get(v.type.tensor_type.elem_type, "tensor(float)"))
+            for v in values if v.name not in initializers]
+
+
+def _set_threads(threads: int) -> None:
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(1, max(1, threads))
+
+
+class TvmSession:
+    """An onnxruntime-session look-alike running one stage's exported TVM module."""
+
+    def __init__(self, module: str | Path, model: str | Path, *, threads: int = 1, kind: str = "llvm") -> None:
+        self.module_path, self.threads = Path(module), threads
+        if not self.module_path.is_file():
+            raise UsageError(f"TVM module '{self.module_path}' is missing; compile with --backend tvm")
+        proto = onnx.load(str(model), load_external_data=False)
+        initializers = {i.name for i in proto.graph.initializer}
+        self._inputs = _args(proto.graph.input, initializers)
+        self._outputs = _args(proto.graph.output, set())
+        self.arch = elf_arch(self.module_path)
+        self.emulated = self.arch is not None and self.arch != host_arch()
+        self._main = None
+        import tvm
+
+        self.device = tvm.cuda(0) if kind == "cuda" else tvm.cpu()
+        if kind == "cuda" and (self.emulated or not self.device.exist):
+            raise UsageError(f"{self.module_path.name} was compiled for CUDA ({self.arch} host code); "
+                             "it runs only on such a machine with a CUDA GPU")
+        if not self.emulated:
+            from tvm import relax
+
+            self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.module_path)), self.device)
+            self._main = self._vm["main"]
+
+    @classmethod
+    def for_stage(cls, compiled: CompiledOutput, rank: int, threads: int | None = None) -> "TvmSession":
+        """The session of stage `rank` of a compiled output (its manifest's `tvm` section)."""
+        entries = {e["rank"]: e for e in compiled.manifest.get("tvm", {}).get("stages", [])}
+        if rank not in entries:
+            raise UsageError(f"'{compiled.root}' has no TVM module for stage {rank}; compile with --backend tvm")
+        entry = entries[rank]
+        return cls(compiled.root / entry["module"], compiled.stage_model(rank),
+                   threads=threads or compiled.stages[rank].get("threads") or 1, kind=entry["target"]["kind"])
+
+    def get_inputs(self) -> list[TensorArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[TensorArg]:
+        return list(self._outputs)
+
+    def _call(self, arrays: list) -> list:
+        _set_threads(self.threads)
+        result = self._main(*arrays)
+        return list(result) if not hasattr(result, "numpy") else [result]
+
+    def run(self, output_names: list[str] | None, feeds: Mapping[str, np.ndarray], run_options=None) -> list[np.ndarray]:
+        """Outputs (all, or those named, in that order) for `feeds` keyed by input name."""
+        missing = [a.name for a in self._inputs if a.name not in feeds]
+        if missing:
+            raise UsageError(f"{self.module_path.name}: no value for input(s) {', '.join(missing)}")
+        arrays = [np.ascontiguousarray(feeds[a.name]) for a in self._inputs]
+        if self.emulated:
+            results = run_module(self.module_path, arrays)
+        else:
+            import tvm
+
+            results = [r.numpy() for r in self._call([tvm.runtime.tensor(a, self.device) for a in arrays])]
+        by_name = dict(zip((o.name for o in self._outputs), results))
+        return [by_name[name] for name in (output_names or list(by_name))]
+
+
+class TvmKernel:
+    """`stage_kernel.OrtKernel`'s interface over a TvmSession: bind the loop's buffers once per
+    buffer set, then run once per frame. Inputs are shared with TVM where 64-byte aligned
+    (otherwise copied in per frame); outputs are copied into the loop's buffers."""
+
+    def __init__(self, session: TvmSession) -> None:
+        if session.emulated:
+            raise UsageError(f"{session.module_path.name} is built for {session.arch}; run it on such a device")
+        self.session = session
+        self.input_names = [a.name for a in session.get_inputs()]
+        self.output_names = [a.name for a in session.get_outputs()]
+        self._bindings: dict[int, tuple[list, list, list]] = {}
+
+    def bind(self, parity: int, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        import tvm
+
+        views, staged = [], []
+        for name in self.input_names:
+            if name not in inputs:
+                raise UsageError(f"the sub-model reads '{name}', which this stage neither receives nor is fed")
+            array = inputs[name]
+            if not array.flags.c_contiguous:
+                raise ValueError(f"buffer for '{name}' is not contiguous")
+            if array.ctypes.data % _ALIGNMENT == 0 and self.session.device.dlpack_device_type() == 1:
+                views.append(tvm.runtime.from_dlpack(array))
+            else:
+                views.append(tvm.runtime.empty(array.shape, str(array.dtype), self.session.device))
+                staged.append((views[-1], array))
+        sinks = [self._view(outputs[name]) for name in self.output_names]
+        self._bindings[parity] = (views, staged, sinks)
+
+    def _view(self, array: np.ndarray):
+        import tvm
+
+        if array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0:
+            return tvm.runtime.from_dlpack(array)
+        return array
+
+    def run(self, parity: int) -> None:
+        views, staged, sinks = self._bindings[parity]
+        for tensor, array in staged:
+            tensor.copyfrom(array)
+        for result, sink in zip(self.session._call(views), sinks):
+            if isinstance(sink, np.ndarray):
+                np.copyto(sink, result.numpy())
+            else:
+                result.copyto(sink)
