@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .compiler.diagnostics import EdgecError, UsageError
+from .runtime.report import human_bytes
 
 app = typer.Typer(
     help="edgec: compile an ONNX model and a partitioning plan (plan.edge) into per-device "
@@ -112,16 +113,8 @@ def compile(
         moved = sum(t.nbytes for t in program.transfers)
         out_console.print(
             f"compiled {len(program.stages)} stages on {devices} devices, {len(program.transfers)} transfers "
-            f"({_bytes(moved)} per frame) → {out}"
+            f"({human_bytes(moved)} per frame) → {out}"
         )
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 @app.command()

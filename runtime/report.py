@@ -72,7 +72,8 @@ def link_bytes(manifest: dict, frames: int, seconds: float) -> list[dict]:
     return result
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """`16.0 KiB`-style sizes for tables and summaries."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -102,6 +103,6 @@ def render(report: dict, console: Console, title: str) -> None:
         for link in report["links"]:
             tensors = ", ".join(link["tensors"])
             links.add_row(f"{link['src']} ({link['src_device']}) → {link['dst']} ({link['dst_device']})",
-                          tensors if len(tensors) <= 40 else tensors[:37] + "…", _size(link["bytes_per_frame"]),
-                          _size(link["bytes_total"]), f"{link['mb_per_s']:.1f}")
+                          tensors if len(tensors) <= 40 else tensors[:37] + "…", human_bytes(link["bytes_per_frame"]),
+                          human_bytes(link["bytes_total"]), f"{link['mb_per_s']:.1f}")
         console.print(links)
