@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..compiler.program import Program
 from .comm_tables import comm_tables, rankfile_text
@@ -26,7 +26,9 @@ def write_artifacts(
     model_info: dict,
     plan_info: dict | None,
     progress: Progress = lambda _msg: None,
+    backends: Sequence[str] = ("onnx",),
 ) -> dict:
+    """Write OUT; ONNX sub-models always, plus a TVM module per stage with `"tvm" in backends`."""
     with atomic_directory(out) as tmp:
         progress(f"writing {len(program.stages)} ONNX sub-models")
         directories = {s.index: tmp / "devices" / s.device for s in program.stages}
@@ -35,6 +37,10 @@ def write_artifacts(
         (tmp / "rankfile").write_text(rankfile_text(program))
         (tmp / "comm.json").write_text(json.dumps(comm_tables(program), indent=2) + "\n")
         manifest = build_manifest(program, stage_files, model_info=model_info, plan_info=plan_info)
+        if "tvm" in backends:
+            from .tvm import compile_output
+
+            manifest["tvm"] = compile_output(program, tmp, progress)
         manifest["files"] = {
             p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }

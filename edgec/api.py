@@ -29,6 +29,7 @@ from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
 
 ModelLike = "str | os.PathLike | onnx.ModelProto | ir.Model"
+BACKENDS = ("onnx", "tvm")
 
 
 def load_plan(plan: str | os.PathLike | ast.Plan) -> ast.Plan:
@@ -102,8 +103,14 @@ def compile(
     passes: Iterable[Pass] | None = None,
     hooks: Sequence[Hook] = (),
     progress: Callable[[str], None] = lambda _msg: None,
+    backends: Sequence[str] = ("onnx",),
 ) -> CompileResult:
-    """Compile `model` with `plan`; write artifacts to `out` (skipped when None)."""
+    """Compile `model` with `plan`; write artifacts to `out` (skipped when None).
+
+    `backends`: "onnx" (always written) and optionally "tvm" (a compiled module per stage)."""
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise UsageError(f"unknown or unavailable backend '{sorted(unknown)[0]}' (available: {', '.join(BACKENDS)})")
     if out is not None:
         check_output_path(Path(out))
     plan = load_plan(plan)
@@ -114,7 +121,8 @@ def compile(
     manifest = None
     if out is not None:
         manifest = write_artifacts(
-            program, Path(out), model_info=_model_info(program), plan_info=_plan_info(plan), progress=progress
+            program, Path(out), model_info=_model_info(program), plan_info=_plan_info(plan), progress=progress,
+            backends=backends,
         )
     return CompileResult(program, Path(out) if out is not None else None, manifest)
 

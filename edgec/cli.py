@@ -67,6 +67,7 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
+ENGINE_HELP = "What runs each stage: onnxruntime (the ONNX sub-model) or tvm (the module of --backend tvm)."
 INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; overrides the plan's `input`)."
 
 
@@ -77,7 +78,7 @@ def compile(
     plan: Path = typer.Option(..., "--plan", "-p", help="The partitioning plan (plan.edge)."),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory (replaced atomically)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx (always), tvm."),
     print_after: Optional[List[str]] = typer.Option(None, "--print-after", help="Print the IR after PASS ('all' for every pass)."),
     dump_ir: Optional[Path] = typer.Option(None, "--dump-ir", help="Write the IR after each pass into DIR."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
@@ -87,9 +88,6 @@ def compile(
     from .compiler.printer import format_program
     from .passes import PASSES
 
-    for name in backend or []:
-        if name != "onnx":
-            raise UsageError(f"unknown or unavailable backend '{name}' (available: onnx)")
     wanted = set(print_after or [])
     unknown = wanted - set(PASSES) - {"all"}
     if unknown:
@@ -106,7 +104,9 @@ def compile(
             (dump_ir / f"{index:02d}-{p.name}.txt").write_text(format_program(program))
 
     say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
-    result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook], progress=say)
+    backends = ("onnx", *dict.fromkeys(b for b in backend or [] if b != "onnx"))
+    result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook], progress=say,
+                         backends=backends)
     if not quiet:
         program = result.program
         devices = len({s.device for s in program.stages})
@@ -127,6 +127,7 @@ def verify(
     model: Optional[Path] = typer.Option(None, "--model", help="The unsplit model (default: the path in the manifest)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     mpi: bool = typer.Option(False, "--mpi", help="Run the real distributed program (mpirun, one rank per stage, 1 frame)."),
+    engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
     from .runtime.outputs import CompiledOutput, load_inputs, random_inputs
@@ -139,10 +140,10 @@ def verify(
         from .runtime.verify import compare, run_reference
 
         reference = compiled.reference_model(model)
-        actual = {name: array[0] for name, array in run_mpi(out, feeds, keep_outputs=True).outputs.items()}
+        actual = {name: array[0] for name, array in run_mpi(out, feeds, keep_outputs=True, engine=engine).outputs.items()}
         report = compare(actual, run_reference(reference, feeds, list(actual)), tolerance)
     else:
-        report = run_verify(out, feeds, tolerance=tolerance, model=model)
+        report = run_verify(out, feeds, tolerance=tolerance, model=model, engine=engine)
     if json_out:
         out_console.print_json(json.dumps({"ok": report.ok, "tolerance": tolerance,
                                            "outputs": [vars(o) for o in report.outputs]}))
@@ -210,6 +211,7 @@ def run(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the run directory is made (must be shared by all hosts with --hosts)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Stop everything and fail after this many seconds."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link."""
     import numpy as np
@@ -232,7 +234,7 @@ def run(
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
     result = run_mpi(out, feeds, frames=frames, warmup=warmup, hosts=hosts, timeout=timeout,
-                     keep_outputs=save_outputs is not None, workdir=workdir)
+                     keep_outputs=save_outputs is not None, workdir=workdir, engine=engine)
     if save_outputs is not None:
         if save_outputs.suffix == ".npy":
             np.save(save_outputs, result.outputs[names[0]])

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..compiler.diagnostics import UsageError
 from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stuck_ranks, tail
-from .outputs import CompiledOutput
+from .outputs import ENGINES, CompiledOutput
 
 DEFAULT_TIMEOUT = 300.0
 FORWARDED_ENV = ("PYTHONPATH", "EDGEC_TEST_CRASH_RANK", "EDGEC_TEST_CRASH_FRAME", "EDGEC_TEST_CRASH_HOW")
@@ -116,7 +116,7 @@ def mpi_env() -> dict[str, str]:
 
 
 def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
-                hosts: Path | None) -> list[str]:
+                hosts: Path | None, engine: str = "onnxruntime") -> list[str]:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
@@ -135,7 +135,7 @@ def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: 
         if name in os.environ:
             cmd += ["-x", name]
     cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
-            "--frames", str(frames), "--warmup", str(warmup)]
+            "--frames", str(frames), "--warmup", str(warmup), "--engine", engine]
     return cmd + (["--keep-outputs"] if keep_outputs else [])
 
 
@@ -196,7 +196,7 @@ def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | None, t
 
 def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmup: int = 0,
         hosts: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT, keep_outputs: bool = False,
-        workdir: str | Path | None = None) -> RunResult:
+        workdir: str | Path | None = None, engine: str = "onnxruntime") -> RunResult:
     """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
     stack of frames per input, cycled."""
@@ -205,6 +205,10 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         raise UsageError("--frames must be at least 1 and --warmup at least 0")
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
+    if engine == "tvm" and "tvm" not in compiled.manifest:
+        raise UsageError(f"'{out}' has no TVM modules; compile it with --backend tvm")
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
     stacks = stack_feeds(compiled.manifest, feeds)
@@ -213,7 +217,7 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     rundir = Path(tempfile.mkdtemp(prefix="edgec-run-", dir=workdir)).resolve()
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
-                          hosts=Path(hosts) if hosts else None)
+                          hosts=Path(hosts) if hosts else None, engine=engine)
         np.savez(rundir / "inputs.npz", **stacks)
         rc = _launch(cmd, rundir / "mpirun.log", timeout)
         log = (rundir / "mpirun.log").read_text(errors="replace")

@@ -28,7 +28,7 @@ from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
 from .progress import DONE, current_frame, open_progress
 from .report import summarize
-from .stage_kernel import OrtKernel, links, output_specs, stage_session
+from .stage_kernel import kernel_for, links, output_specs
 
 
 def crash_hook(rank: int) -> Callable[[int], None] | None:
@@ -96,7 +96,7 @@ def _write_atomic(path: Path, write) -> None:
     tmp.replace(path)
 
 
-def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool) -> None:
+def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool, engine: str = "onnxruntime") -> None:
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     state = open_progress(rundir, rank)
@@ -113,9 +113,9 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     host = comm.Split_type(MPI.COMM_TYPE_SHARED)
     host_threads = host.allreduce(threads)
     host.Free()
-    session = stage_session(compiled, rank, spin=host_threads <= (os.cpu_count() or 1))
+    session = compiled.engine_session(rank, engine, spin=host_threads <= (os.cpu_count() or 1))
     loop = FrameLoop(
-        comm, recvs, sends, load_feeds(rundir, manifest, rank), output_specs(session, known), OrtKernel(session),
+        comm, recvs, sends, load_feeds(rundir, manifest, rank), output_specs(session, known), kernel_for(session),
         tag_stride=len(manifest["transfers"]), keep=[spec["name"] for spec in mine] if keep_outputs else [],
         before_frame=crash_hook(rank), progress=state,
     )
@@ -142,10 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--keep-outputs", action="store_true")
+    parser.add_argument("--engine", default="onnxruntime")
     args = parser.parse_args(argv)
     rank = MPI.COMM_WORLD.Get_rank()
     try:
-        run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs)
+        run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs, args.engine)
     except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang the others
         report_rank_error(args.rundir, rank, exc, current_frame(args.rundir, rank))
         sys.stderr.flush()

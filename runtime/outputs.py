@@ -16,6 +16,9 @@ import onnxruntime as ort
 from ..compiler.diagnostics import ModelError, UsageError, first_line
 
 
+ENGINES = ("onnxruntime", "tvm")
+
+
 @dataclass
 class CompiledOutput:
     root: Path
@@ -57,6 +60,16 @@ class CompiledOutput:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"stage {rank}: onnxruntime cannot load '{path}': {first_line(exc)}") from None
+
+    def engine_session(self, rank: int, engine: str, *, spin: bool = True):
+        """A session-like object for the stage: onnxruntime's, or the TVM module's (same `run`/`get_inputs`)."""
+        if engine == "onnxruntime":
+            return self.session(rank, spin=spin)
+        if engine == "tvm":
+            from .tvm_stage import TvmSession
+
+            return TvmSession.for_stage(self, rank, spin=spin)
+        raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
 
     def reference_model(self, override: str | Path | None = None) -> Path:
         path = Path(override) if override else Path(self.manifest["model"].get("path") or "")

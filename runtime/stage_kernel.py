@@ -4,7 +4,7 @@ Why I/O binding: the loop owns preallocated receive and send buffers; binding th
 buffer set lets onnxruntime read received tensors and write produced tensors in place, so a
 frame costs no allocation and no copy between MPI and the session.
 
-Why sessions may not spin: onnxruntime's worker threads spin after each run by default. When
+Why sessions may not spin (`CompiledOutput.session(spin=False)`): onnxruntime's worker threads spin after each run by default. When
 the ranks on a host ask for more threads than it has cores, those spinning threads take the
 cores the other stages need (the 4-stage example on 2 cores ran 10x slower), so such ranks get
 sessions that sleep instead.
@@ -18,13 +18,16 @@ import numpy as np
 import onnxruntime as ort
 
 from ..compiler.diagnostics import UsageError
-from .outputs import CompiledOutput
 from .pipeline import Link, TensorSpec
 
 
-def stage_session(compiled: CompiledOutput, rank: int, *, spin: bool) -> ort.InferenceSession:
-    """The stage's session; `spin=False` when the host's cores are shared with other ranks."""
-    return compiled.session(rank, spin=spin)
+def kernel_for(session):
+    """The frame-loop kernel of an engine session: onnxruntime's, or the TVM module's look-alike."""
+    if isinstance(session, ort.InferenceSession):
+        return OrtKernel(session)
+    from .tvm_stage import TvmKernel
+
+    return TvmKernel(session)
 
 
 class OrtKernel:

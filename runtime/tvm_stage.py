@@ -55,17 +55,30 @@ def _args(values, initializers: set[str]) -> list[TensorArg]:
             for v in values if v.name not in initializers]
 
 
+_pool_threads: list[int] = []
+
+
 def _set_threads(threads: int) -> None:
+    """Resize TVM's (process-wide) pool only when a stage asks for another size: resizing
+    restarts the workers, which costs milliseconds per frame."""
     import tvm
 
-    tvm.get_global_func("runtime.config_threadpool")(1, max(1, threads))
+    threads = max(1, threads)
+    if _pool_threads != [threads]:
+        tvm.get_global_func("runtime.config_threadpool")(1, threads)
+        _pool_threads[:] = [threads]
 
 
 class TvmSession:
     """An onnxruntime-session look-alike running one stage's exported TVM module."""
 
-    def __init__(self, module: str | Path, model: str | Path, *, threads: int = 1, kind: str = "llvm") -> None:
+    def __init__(self, module: str | Path, model: str | Path, *, threads: int = 1, kind: str = "llvm",
+                 spin: bool = True) -> None:
+        """`spin=False` (ranks sharing a host's cores, as the onnxruntime sessions of such ranks) makes TVM's
+        workers sleep instead of spinning; it takes effect if no TVM module has run yet."""
         self.module_path, self.threads = Path(module), threads
+        if not spin:
+            os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = "0"
         if not self.module_path.is_file():
             raise UsageError(f"TVM module '{self.module_path}' is missing; compile with --backend tvm")
         proto = onnx.load(str(model), load_external_data=False)
@@ -88,14 +101,16 @@ class TvmSession:
             self._main = self._vm["main"]
 
     @classmethod
-    def for_stage(cls, compiled: CompiledOutput, rank: int, threads: int | None = None) -> "TvmSession":
+    def for_stage(cls, compiled: CompiledOutput, rank: int, threads: int | None = None, *,
+                  spin: bool = True) -> "TvmSession":
         """The session of stage `rank` of a compiled output (its manifest's `tvm` section)."""
         entries = {e["rank"]: e for e in compiled.manifest.get("tvm", {}).get("stages", [])}
         if rank not in entries:
             raise UsageError(f"'{compiled.root}' has no TVM module for stage {rank}; compile with --backend tvm")
         entry = entries[rank]
         return cls(compiled.root / entry["module"], compiled.stage_model(rank),
-                   threads=threads or compiled.stages[rank].get("threads") or 1, kind=entry["target"]["kind"])
+                   threads=threads or compiled.stages[rank].get("threads") or 1, kind=entry["target"]["kind"],
+                   spin=spin)
 
     def get_inputs(self) -> list[TensorArg]:
         return list(self._inputs)

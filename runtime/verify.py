@@ -40,11 +40,11 @@ class VerifyReport:
         return all(o.ok for o in self.outputs)
 
 
-def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime") -> dict[str, np.ndarray]:
     """Run the split program in one process; returns the model outputs by name."""
     tensors: dict[str, np.ndarray] = dict(feeds)
     for stage in compiled.stages:
-        session = compiled.session(stage["rank"])
+        session = compiled.engine_session(stage["rank"], engine)
         names = [i.name for i in session.get_inputs()]
         try:
             results = session.run(None, {n: tensors[n] for n in names})
@@ -85,9 +85,10 @@ def verify(
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     model: str | Path | None = None,
+    engine: str = "onnxruntime",
 ) -> VerifyReport:
     compiled = CompiledOutput.open(out)
     reference = compiled.reference_model(model)
-    actual = run_stages(compiled, feeds)
+    actual = run_stages(compiled, feeds, engine)
     expected = run_reference(reference, feeds, list(actual))
     return compare(actual, expected, tolerance)

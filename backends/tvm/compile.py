@@ -1,0 +1,212 @@
+"""Compile each stage's ONNX sub-model with Apache TVM into a self-contained shared library.
+
+`compile_stage` is one stage: import (frontend.py), the CPU pipeline with edgec's schedules
+(lowering.py) or TVM's default GPU pipeline, then `export_library`, cross-linked when the device
+is another architecture. `compile_output` does every stage of a compiled output and returns the
+manifest section: per stage the target, module path, sha256 and compile seconds.
+
+Why processes: TVM's compile is mostly single-threaded Python and LLVM, so independent stages
+compile in parallel in worker processes (spawned: a forked TVM is not safe) when there is
+enough work to pay for starting them (`default_jobs`, measured on this 2-core machine with
+`benchmarks/tvm_stage_times.py`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from ...compiler.diagnostics import EdgecError, ModelError, UsageError
+from ...compiler.platform import Device
+from ..manifest import sha256_file
+from .targets import TargetSpec, select_target
+
+Progress = Callable[[str], None]
+PARALLEL_MIN_NODES = 150
+
+
+def tvm_versions() -> dict[str, str]:
+    import tvm
+    import tvm_ffi
+
+    return {"apache-tvm": tvm.__version__, "apache-tvm-ffi": getattr(tvm_ffi, "__version__", "?")}
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def compile_stage(
+    onnx_path: str | Path,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    target_spec: TargetSpec,
+    out_path: str | Path,
+) -> dict:
+    """Compile one sub-model for `target_spec` and export it to `out_path` (a `.so`)."""
+    import tvm
+
+    from .frontend import import_onnx
+    from .lowering import cpu_build_pipeline
+
+    start = time.perf_counter()
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    described = target_spec.describe()
+    mod = import_onnx(onnx_path, input_shapes, described)
+    target = target_spec.tvm_target()
+    pipeline = cpu_build_pipeline(target) if target_spec.kind == "llvm" else "default"
+    try:
+        executable = tvm.compile(mod, target, relax_pipeline=pipeline)
+    except EdgecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - TVM raises many types; the user needs one message
+        raise ModelError(f"TVM cannot compile {onnx_path.name} for target {described}: {_one_line(exc)}") from None
+    device_code = _device_code(executable) if target_spec.kind != "llvm" else {}
+    fcompile = None
+    if target_spec.cross_compiler:
+        fcompile = tvm.support.cc.cross_compiler(target_spec.cross_compiler)
+    try:
+        executable.export_library(str(out_path), fcompile=fcompile)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"linking {out_path.name} for {target_spec.arch} failed: {_one_line(exc)}") from None
+    return {
+        "target": target_spec.target,
+        "arch": target_spec.arch,
+        "cross_compiler": target_spec.cross_compiler,
+        "sha256": sha256_file(out_path),
+        "bytes": out_path.stat().st_size,
+        "compile_seconds": round(time.perf_counter() - start, 3),
+        **device_code,
+        "tvm": tvm_versions(),
+    }
+
+
+def _device_code(executable) -> dict:
+    """What a GPU module carries: its kernel count and whether it is source (no nvcc/NVRTC here)."""
+    stack, kernels, formats = [executable.mod], 0, set()
+    while stack:
+        module = stack.pop()
+        stack.extend(module.imports)
+        if module.kind == "cuda":
+            kernels += module.inspect_source("cuda").count("__global__")
+            formats.add("cuda-source" if "__global__" in module.inspect_source("") else "binary")
+    return {"device_kernels": kernels, "device_code": sorted(formats)}
+
+
+def _job(onnx_path: str, target_spec: TargetSpec, out_path: str) -> tuple[str, object]:
+    """Worker entry: errors travel back as data, so the parent re-raises the same EdgecError."""
+    try:
+        return "ok", compile_stage(onnx_path, None, target_spec, out_path)
+    except EdgecError as exc:
+        return "error", (type(exc).__name__, exc.message, getattr(exc, "node", None), exc.hint)
+
+
+def _raise(error: tuple) -> None:
+    kind, message, node, hint = error
+    if kind == "ModelError":
+        raise ModelError(message, hint=hint)  # message already names the node
+    raise UsageError(message, hint=hint)
+
+
+def _stages(program_or_manifest, out_dir: Path) -> list[tuple[int, Device, str, Path, int]]:
+    """(rank, device, resource, sub-model path, node count) of every stage, from a Program or a
+    manifest dict."""
+    if isinstance(program_or_manifest, dict):
+        devices = {name: Device(name=name, **props)
+                   for name, props in program_or_manifest["platform"]["devices"].items()}
+        return [(s["rank"], devices.get(s["device"]) or Device(s["device"]), s.get("resource") or "cpu",
+                 out_dir / s["model"], s.get("nodes") or 0) for s in program_or_manifest["stages"]]
+    from ...compiler.annotations import stage_of
+
+    program = program_or_manifest
+    counts: dict[int, int] = {}
+    for node in program.nodes():
+        counts[stage_of(node)] = counts.get(stage_of(node), 0) + 1
+    return [(s.index, program.platform.devices.get(s.device) or Device(s.device), s.resource or "cpu",
+             out_dir / "devices" / s.device / f"stage{s.index}.onnx", counts.get(s.index, 0)) for s in program.stages]
+
+
+def default_jobs(stages: int, nodes: int) -> int:
+    """One worker per core when there is enough to compile: a worker costs about 1.3 s to start
+    (spawn + import TVM), which small models do not win back (tiny_cnn, 4 stages: 1.3 s in
+    process, 2.6 s with 2 workers; ResNet-50: 6.7 s → 5.7 s, DenseNet-121: 18.4 s → 11.4 s)."""
+    if os.environ.get("EDGEC_TVM_JOBS"):
+        return max(1, min(stages, int(os.environ["EDGEC_TVM_JOBS"])))
+    if stages < 2 or nodes < PARALLEL_MIN_NODES:
+        return 1
+    return max(1, min(stages, os.cpu_count() or 1))
+
+
+def compile_output(
+    program_or_manifest,
+    out_dir: str | Path,
+    progress: Progress = lambda _msg: None,
+    *,
+    jobs: int | None = None,
+) -> dict:
+    """Compile every stage whose sub-model is already written under `out_dir`.
+
+    Returns the manifest's `tvm` section: versions, wall time, workers, and per stage (by rank)
+    the module path (relative to `out_dir`), target, arch, sha256 and compile seconds.
+    """
+    out_dir = Path(out_dir)
+    stages = _stages(program_or_manifest, out_dir)
+    specs = {rank: select_target(device, resource) for rank, device, resource, _, _ in stages}
+    for rank, _, _, model, _ in stages:
+        if not model.is_file():
+            raise UsageError(f"stage {rank}: sub-model '{model}' is missing; write the ONNX sub-models first")
+    jobs = jobs or default_jobs(len(stages), sum(n for *_, n in stages))
+    start = time.perf_counter()
+    results: dict[int, dict] = {}
+    work = [(rank, str(model), specs[rank], str(model.with_suffix(".so"))) for rank, _, _, model, _ in stages]
+    progress(f"compiling {len(work)} stage(s) with TVM ({jobs} worker{'s' if jobs > 1 else ''})")
+    if jobs == 1:
+        for rank, model, spec, out in work:
+            results[rank] = compile_stage(model, None, spec, out)
+            progress(f"  stage {rank}: {spec.describe()} in {results[rank]['compile_seconds']:.1f} s")
+    else:
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(_job, model, spec, out): (rank, spec) for rank, model, spec, out in work}
+            for future in cf.as_completed(futures):
+                rank, spec = futures[future]
+                status, value = future.result()
+                if status == "error":
+                    for other in futures:
+                        other.cancel()
+                    _raise(value)
+                results[rank] = value
+                progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s")
+    entries = []
+    for rank, device, resource, model, _ in stages:
+        entry = {"rank": rank, "device": device.name, "resource": resource,
+                 "module": model.with_suffix(".so").relative_to(out_dir).as_posix(), **results[rank]}
+        entry.pop("tvm")
+        entries.append(entry)
+    return {"versions": tvm_versions(), "wall_seconds": round(time.perf_counter() - start, 3), "jobs": jobs,
+            "stages": entries}
+
+
+def compile_directory(out: str | Path, progress: Progress = lambda _msg: None, *, jobs: int | None = None) -> dict:
+    """Add TVM modules to an output the ONNX backend already wrote: compile, then rewrite
+    `manifest.json` with the `tvm` section and the new files' sha256 (temp file, then rename)."""
+    import json
+
+    out = Path(out)
+    path = out / "manifest.json"
+    if not path.is_file():
+        raise UsageError(f"'{out}' is not an edgec output directory (no manifest.json)")
+    manifest = json.loads(path.read_text())
+    manifest["tvm"] = compile_output(manifest, out, progress, jobs=jobs)
+    files = manifest.setdefault("files", {})
+    for entry in manifest["tvm"]["stages"]:
+        files[entry["module"]] = entry["sha256"]
+    manifest["files"] = dict(sorted(files.items()))
+    tmp = path.with_name("manifest.json.part")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    return manifest

@@ -1,0 +1,49 @@
+"""Helpers shared by the TVM backend tests: one-node ONNX graphs, onnxruntime references, errors.
+
+Why one-node graphs: each exercises one path of the CPU pipeline (conv schedule, layout
+conversion, folded BatchNorm, generic schedules) in well under a second, so corner cases
+(odd channel counts, strides, dilation, groups) are cheap to cover next to the zoo models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+TOLERANCE = 1e-4
+
+
+def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max|a - b| / max|b|, as `edgec verify` reports it."""
+    scale = float(np.max(np.abs(expected))) or 1.0
+    return float(np.max(np.abs(actual.astype(np.float64) - expected))) / scale
+
+
+def ort_run(model: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
+
+
+def single_op_model(path: Path, nodes: list, inputs: dict[str, list[int]], weights: dict[str, np.ndarray],
+                    outputs: list[str], opset: int = 13) -> Path:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(w, n) for n, w in weights.items()])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+    onnx.save(model, path)
+    return path
+
+
+def random_feeds(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim]).astype(np.float32)
+            for v in model.graph.input if v.name not in inits}
