@@ -18,13 +18,13 @@ import pytest
 from tvm_helpers import TOLERANCE, rel_err
 
 import edgec
+from tiny_cnn import build
 from edgec.backends.tvm import compile_directory
 from edgec.backends.tvm.emulate import elf_arch
 from edgec.compiler.diagnostics import UsageError
 from edgec.runtime.outputs import CompiledOutput, random_inputs
 from edgec.runtime.tvm_stage import TvmSession
 
-EXAMPLE = Path(__file__).parents[3] / "examples" / "tiny_cnn.onnx"
 PLAN = """
 device cam { arch x86_64  cores 2 }
 device hub { arch aarch64 cores 4 gpu cuda }
@@ -50,8 +50,9 @@ def cross_tools() -> None:
 
 @pytest.fixture(scope="module")
 def output(cross_tools, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cross") / "out"
-    edgec.compile(EXAMPLE, PLAN, out)
+    directory = tmp_path_factory.mktemp("cross")
+    out = directory / "out"
+    edgec.compile(build(), PLAN, out)
     compile_directory(out)
     return out
 
