@@ -18,7 +18,7 @@ import onnx
 import onnx_ir as ir
 
 from ...compiler.annotations import BOUNDARY, is_edgec_op
-from ...compiler.diagnostics import ModelError
+from ...compiler.diagnostics import ModelError, first_line
 from ...compiler.program import Program
 
 EXTERNAL_DATA_THRESHOLD = 64 << 20
@@ -89,6 +89,6 @@ def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as exc:
-            raise ModelError(f"sub-model of stage {stage.index} fails the ONNX checker: {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"sub-model of stage {stage.index} fails the ONNX checker: {first_line(exc)}") from None
         written[stage.index] = path
     return written

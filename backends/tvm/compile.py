@@ -37,6 +37,7 @@ def tvm_versions() -> dict[str, str]:
 
 
 def _one_line(exc: BaseException) -> str:
+    """TVM puts its C++ backtrace first and the message last (unlike `diagnostics.first_line`)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
