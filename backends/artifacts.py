@@ -28,7 +28,7 @@ def write_artifacts(
     progress: Progress = lambda _msg: None,
     backends: Sequence[str] = ("onnx",),
 ) -> dict:
-    """Write OUT; ONNX sub-models always, plus a TVM module per stage with `"tvm" in backends`."""
+    """Write OUT; ONNX sub-models always, a TVM module per stage with "tvm", the C++/MPI program with "cpp"."""
     with atomic_directory(out) as tmp:
         progress(f"writing {len(program.stages)} ONNX sub-models")
         directories = {s.index: tmp / "devices" / s.device for s in program.stages}
@@ -41,6 +41,12 @@ def write_artifacts(
             from .tvm import compile_output
 
             manifest["tvm"] = compile_output(program, tmp, progress)
+        if "cpp" in backends:
+            from .cpp_mpi import write_cpp, write_packages
+
+            progress("writing the C++/MPI program (cpp/) and per-device packages (packages/)")
+            write_cpp(tmp, manifest)
+            write_packages(tmp, manifest)
         manifest["files"] = {
             p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }

@@ -29,7 +29,7 @@ from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
 
 ModelLike = "str | os.PathLike | onnx.ModelProto | ir.Model"
-BACKENDS = ("onnx", "tvm")
+BACKENDS = ("onnx", "tvm", "cpp")
 
 
 def load_plan(plan: str | os.PathLike | ast.Plan) -> ast.Plan:
@@ -107,10 +107,13 @@ def compile(
 ) -> CompileResult:
     """Compile `model` with `plan`; write artifacts to `out` (skipped when None).
 
-    `backends`: "onnx" (always written) and optionally "tvm" (a compiled module per stage)."""
+    `backends`: "onnx" (always written), "tvm" (a compiled module per stage) and "cpp" (the C++/MPI
+    program and per-device packages; implies "tvm")."""
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise UsageError(f"unknown or unavailable backend '{sorted(unknown)[0]}' (available: {', '.join(BACKENDS)})")
+    if "cpp" in backends and "tvm" not in backends:
+        backends = (*backends, "tvm")
     if out is not None:
         check_output_path(Path(out))
     plan = load_plan(plan)

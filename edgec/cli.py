@@ -67,7 +67,8 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-ENGINE_HELP = "What runs each stage: onnxruntime (the ONNX sub-model) or tvm (the module of --backend tvm)."
+ENGINE_HELP = ("What runs each stage: onnxruntime (the ONNX sub-model), tvm (the module of --backend tvm) or cpp "
+               "(the C++/MPI program of --backend cpp, built on first use).")
 INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; overrides the plan's `input`)."
 
 
@@ -78,7 +79,7 @@ def compile(
     plan: Path = typer.Option(..., "--plan", "-p", help="The partitioning plan (plan.edge)."),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory (replaced atomically)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx (always), tvm."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx (always), tvm, cpp (C++/MPI program; implies tvm)."),
     print_after: Optional[List[str]] = typer.Option(None, "--print-after", help="Print the IR after PASS ('all' for every pass)."),
     dump_ir: Optional[Path] = typer.Option(None, "--dump-ir", help="Write the IR after each pass into DIR."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
@@ -135,9 +136,10 @@ def verify(
 
     compiled = CompiledOutput.open(out)
     feeds = load_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    if mpi:
-        from .runtime.launcher import run as run_mpi
+    if mpi or engine == "cpp":
         from .runtime.verify import compare, run_reference
+
+        run_mpi = _runner(engine)
 
         reference = compiled.reference_model(model)
         actual = {name: array[0] for name, array in run_mpi(out, feeds, keep_outputs=True, engine=engine).outputs.items()}
@@ -179,6 +181,33 @@ def show(
         show_model(target, parse_input_shapes(input_shape), out_console)
 
 
+def _runner(engine: str) -> Callable:
+    """The distributed runner for an engine: the C++ program's, or the Python ranks'."""
+    if engine not in ("onnxruntime", "tvm", "cpp"):
+        raise UsageError(f"unknown engine '{engine}' (engines: onnxruntime, tvm, cpp)")
+    if engine == "cpp":
+        from .runtime.cpp_engine import run as run_cpp
+
+        return run_cpp
+    from .runtime.launcher import run as run_python
+
+    return run_python
+
+
+@app.command("build")
+@user_errors
+def build_cmd(
+    out: Path = typer.Argument(..., help="An output compiled with --backend cpp."),
+    cmake_arg: Optional[List[str]] = typer.Option(None, "--cmake-arg", help="Extra cmake configure argument (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+) -> None:
+    """Configure and build OUT/cpp with CMake into OUT/build/edgec_pipeline."""
+    from .backends.cpp_mpi import build
+
+    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    out_console.print(f"built {build(out, cmake_args=list(cmake_arg or []), progress=say)}")
+
+
 @import_app.command("autodice")
 @user_errors
 def import_autodice(
@@ -217,7 +246,6 @@ def run(
     import numpy as np
 
     from .runtime.launcher import read_inputs
-    from .runtime.launcher import run as run_mpi
     from .runtime.outputs import CompiledOutput, random_inputs
     from .runtime.report import render
 
@@ -233,7 +261,7 @@ def run(
         if not save_outputs.resolve().parent.is_dir():
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    result = run_mpi(out, feeds, frames=frames, warmup=warmup, hosts=hosts, timeout=timeout,
+    result = _runner(engine)(out, feeds, frames=frames, warmup=warmup, hosts=hosts, timeout=timeout,
                      keep_outputs=save_outputs is not None, workdir=workdir, engine=engine)
     if save_outputs is not None:
         if save_outputs.suffix == ".npy":

@@ -59,8 +59,12 @@ def cpp_command(compiled: CompiledOutput, program: Path, rundir: Path, *, frames
 
 def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmup: int = 0,
         hosts: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT, keep_outputs: bool = False,
-        workdir: str | Path | None = None, program: str | Path | None = None, build: bool = True) -> RunResult:
-    """Like `launcher.run`, with the C++ program doing the work of every rank."""
+        workdir: str | Path | None = None, program: str | Path | None = None, build: bool = True,
+        engine: str = "cpp") -> RunResult:
+    """Like `launcher.run`, with the C++ program doing the work of every rank (OUT/build/edgec_pipeline,
+    built first if missing, unless `program` names another build)."""
+    if engine != "cpp":
+        raise UsageError(f"the C++ program runs engine 'cpp', not '{engine}'")
     compiled = CompiledOutput.open(out)
     if frames < 1 or warmup < 0:
         raise UsageError("--frames must be at least 1 and --warmup at least 0")
