@@ -6,6 +6,7 @@ Every test here starts Open MPI with one rank per stage (2 to 4 ranks) on this m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -133,12 +134,11 @@ def test_cli_verify_mpi_reports_a_mismatch(tiny_out, tmp_path):
 
 def test_intra_layer_split_plan_runs_distributed(tmp_path, leftover_ranks):
     """The split example (spatial, filter, channel and FC-input splits plus a pipeline) on 9 real ranks."""
-    from conftest import EXAMPLES
-
+    examples = Path(__file__).resolve().parents[2] / "examples"
     model = tmp_path / "tiny_cnn.onnx"
     onnx.save(build(), model)
     out = tmp_path / "out"
-    edgec.compile(model, (EXAMPLES / "tiny_cnn_split.edge").read_text(), out)
+    edgec.compile(model, (examples / "tiny_cnn_split.edge").read_text(), out)
     feeds = random_inputs(CompiledOutput.open(out).manifest, seed=4)
     result = run(out, feeds, frames=3, warmup=1, keep_outputs=True, timeout=120)
     report = compare({"probs": result.outputs["probs"][0]}, reference(out, feeds), 1e-4)
