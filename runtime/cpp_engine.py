@@ -10,16 +10,16 @@ manifest's input order) and outputs come back as `output<i>.npy`.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
-from .launcher import DEFAULT_TIMEOUT, FORWARDED_ENV, RunResult, _failure, _launch, stack_feeds
+from .launcher import (
+    DEFAULT_TIMEOUT, FORWARDED_ENV, RunResult, check_run_options, launch_for_report, make_rundir, mpirun_prefix,
+    stack_feeds,
+)
 from .outputs import CompiledOutput
 
 
@@ -38,21 +38,7 @@ def program_for(compiled: CompiledOutput, program: str | Path | None, build: boo
 
 def cpp_command(compiled: CompiledOutput, program: Path, rundir: Path, *, frames: int, warmup: int,
                 keep_outputs: bool, hosts: Path | None) -> list[str]:
-    mpirun = shutil.which("mpirun")
-    if mpirun is None:
-        raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
-    cmd = [mpirun, "-np", str(len(compiled.stages))]
-    if hosts is None:
-        cmd += ["--oversubscribe", "--bind-to", "none"]
-    else:
-        rankfile = compiled.root / "rankfile"
-        for path in (hosts, rankfile):
-            if not path.is_file():
-                raise UsageError(f"'{path}' does not exist")
-        cmd += ["--hostfile", str(hosts.resolve()), "--rankfile", str(rankfile.resolve())]
-    for name in (*FORWARDED_ENV, "TVM_NUM_THREADS"):
-        if name in os.environ:
-            cmd += ["-x", name]
+    cmd = mpirun_prefix(compiled, hosts, (*FORWARDED_ENV, "TVM_NUM_THREADS"))
     cmd += [str(program), str(compiled.root.resolve()), str(rundir), "--frames", str(frames), "--warmup", str(warmup)]
     return cmd + (["--keep-outputs"] if keep_outputs else [])
 
@@ -66,26 +52,16 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     if engine != "cpp":
         raise UsageError(f"the C++ program runs engine 'cpp', not '{engine}'")
     compiled = CompiledOutput.open(out)
-    if frames < 1 or warmup < 0:
-        raise UsageError("--frames must be at least 1 and --warmup at least 0")
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    check_run_options(frames, warmup, timeout)
     stacks = stack_feeds(compiled.manifest, feeds)
     exe = program_for(compiled, program, build)
-    if workdir is not None and not Path(workdir).is_dir():
-        raise UsageError(f"--workdir '{workdir}' is not a directory")
-    rundir = Path(tempfile.mkdtemp(prefix="edgec-cpp-", dir=workdir)).resolve()
+    rundir = make_rundir(workdir, "edgec-cpp-")
     try:
         cmd = cpp_command(compiled, exe, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None)
         for i, spec in enumerate(compiled.manifest["model"]["inputs"]):
             np.save(rundir / f"input{i}.npy", stacks[spec["name"]])
-        rc = _launch(cmd, rundir / "mpirun.log", timeout)
-        log = (rundir / "mpirun.log").read_text(errors="replace")
-        if rc != 0 or not (rundir / "report.json").is_file():
-            raise _failure(compiled, rundir, log, rc, timeout)
-        report = json.loads((rundir / "report.json").read_text())
-        report["command"] = cmd
+        report = launch_for_report(compiled, cmd, rundir, timeout)
         outputs = {}
         if keep_outputs:
             for i, spec in enumerate(compiled.manifest["model"]["outputs"]):

@@ -115,13 +115,12 @@ def mpi_env() -> dict[str, str]:
     return env
 
 
-def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
-                hosts: Path | None, engine: str = "onnxruntime") -> list[str]:
+def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[str, ...] = FORWARDED_ENV) -> list[str]:
+    """`mpirun` with one rank per stage: oversubscribed locally, or the hostfile + rankfile; shared
+    by every engine (the Python ranks here, the C++ program in `cpp_engine`)."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
-    if importlib.util.find_spec("mpi4py") is None:
-        raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
     cmd = [mpirun, "-np", str(len(compiled.stages))]
     if hosts is None:
         cmd += ["--oversubscribe", "--bind-to", "none"]
@@ -131,9 +130,17 @@ def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: 
             if not path.is_file():
                 raise UsageError(f"'{path}' does not exist")
         cmd += ["--hostfile", str(hosts.resolve()), "--rankfile", str(rankfile.resolve())]
-    for name in FORWARDED_ENV:
+    for name in forward:
         if name in os.environ:
             cmd += ["-x", name]
+    return cmd
+
+
+def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
+                hosts: Path | None, engine: str = "onnxruntime") -> list[str]:
+    cmd = mpirun_prefix(compiled, hosts)
+    if importlib.util.find_spec("mpi4py") is None:
+        raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
     cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
             "--frames", str(frames), "--warmup", str(warmup), "--engine", engine]
     return cmd + (["--keep-outputs"] if keep_outputs else [])
@@ -201,10 +208,7 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
     stack of frames per input, cycled."""
     compiled = CompiledOutput.open(out)
-    if frames < 1 or warmup < 0:
-        raise UsageError("--frames must be at least 1 and --warmup at least 0")
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    check_run_options(frames, warmup, timeout)
     if engine not in ENGINES:
         raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
     if engine == "tvm" and "tvm" not in compiled.manifest:
@@ -212,19 +216,12 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
     stacks = stack_feeds(compiled.manifest, feeds)
-    if workdir is not None and not Path(workdir).is_dir():
-        raise UsageError(f"--workdir '{workdir}' is not a directory")
-    rundir = Path(tempfile.mkdtemp(prefix="edgec-run-", dir=workdir)).resolve()
+    rundir = make_rundir(workdir, "edgec-run-")
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None, engine=engine)
         np.savez(rundir / "inputs.npz", **stacks)
-        rc = _launch(cmd, rundir / "mpirun.log", timeout)
-        log = (rundir / "mpirun.log").read_text(errors="replace")
-        if rc != 0 or not (rundir / "report.json").is_file():
-            raise _failure(compiled, rundir, log, rc, timeout)
-        report = json.loads((rundir / "report.json").read_text())
-        report["command"] = cmd
+        report = launch_for_report(compiled, cmd, rundir, timeout)
         outputs: dict[str, np.ndarray] = {}
         if keep_outputs:
             with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
@@ -232,6 +229,31 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         return RunResult(report, outputs, cmd)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def check_run_options(frames: int, warmup: int, timeout: float) -> None:
+    if frames < 1 or warmup < 0:
+        raise UsageError("--frames must be at least 1 and --warmup at least 0")
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+
+
+def make_rundir(workdir: str | Path | None, prefix: str) -> Path:
+    """A fresh directory for one run's inputs, progress, errors and report (in `workdir` if given)."""
+    if workdir is not None and not Path(workdir).is_dir():
+        raise UsageError(f"--workdir '{workdir}' is not a directory")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=workdir)).resolve()
+
+
+def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, timeout: float) -> dict:
+    """Run `cmd` under the time limit; the report its rank 0 wrote, or the failure it caused."""
+    rc = _launch(cmd, rundir / "mpirun.log", timeout)
+    log = (rundir / "mpirun.log").read_text(errors="replace")
+    if rc != 0 or not (rundir / "report.json").is_file():
+        raise _failure(compiled, rundir, log, rc, timeout)
+    report = json.loads((rundir / "report.json").read_text())
+    report["command"] = cmd
+    return report
 
 
 def _launch(cmd: list[str], log_path: Path, timeout: float) -> int | None:
