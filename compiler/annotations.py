@@ -47,13 +47,6 @@ def stage_of(node: ir.Node) -> int | None:
     return node.meta.get(STAGE)
 
 
-def copy_annotations(source: ir.Node, target: ir.Node) -> None:
-    """New nodes made while rewriting inherit the annotations of the node they came from."""
-    for key in list(source.meta.keys()):
-        if key.startswith("edgec."):
-            target.meta[key] = source.meta[key]
-
-
 def is_edgec_op(node: ir.Node, op_type: str | None = None) -> bool:
     return node.domain == EDGEC_DOMAIN and (op_type is None or node.op_type == op_type)
 
