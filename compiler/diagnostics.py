@@ -1,7 +1,9 @@
 """One error hierarchy for the whole compiler.
 
-Every error a user can cause is an `EdgecError`; the CLI prints it with `format()` and exits 2.
-Anything else escaping is a compiler bug and is allowed to show a traceback.
+Every error a user can cause is an `EdgecError`; the CLI prints it with `format()` and exits
+with its `exit_code` (2). A bug — any other exception — inside a pass becomes an
+`InternalError` (exit 3) naming the pass; the CLI prints one line for it, and the traceback of
+the original exception (kept as `__cause__`) with `--debug`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def first_line(exc: BaseException) -> str:
 
 
 class EdgecError(Exception):
-    """Base of every user-facing error; `format()` is what the CLI prints."""
+    """Base of every user-facing error; `format()` is what the CLI prints, `exit_code` what it exits with."""
+
+    exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -99,9 +103,10 @@ class VerifyError(EdgecError):
 class PassError(EdgecError):
     """A pass failed; carries the passes that had already run."""
 
-    def __init__(self, message: str, *, pass_name: str, ran: list[str], hint: str | None = None) -> None:
-        ran_text = ", ".join(ran) if ran else "none"
-        super().__init__(f"pass '{pass_name}' failed: {message} (passes that ran: {ran_text})", hint=hint)
+    def __init__(self, message: str, *, pass_name: str, ran: list[str], hint: str | None = None,
+                 when: str = "failed") -> None:
+        ran_text = f" (passes that ran: {', '.join(ran) if ran else 'none'})" if when == "failed" else ""
+        super().__init__(f"pass '{pass_name}' {when}: {message}{ran_text}", hint=hint)
         self.reason = message
         self.pass_name = pass_name
         self.ran = ran
@@ -109,3 +114,19 @@ class PassError(EdgecError):
 
 class UsageError(EdgecError):
     """Bad command-line arguments or files (missing paths, bad --input-shape, …)."""
+
+
+class InternalError(EdgecError):
+    """A bug (an exception that is not an EdgecError) inside a pass, with the pass and the passes that ran."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, pass_name: str | None = None, ran: list[str] | None = None) -> None:
+        where = f" in pass '{pass_name}' (passes that ran: {', '.join(ran) if ran else 'none'})" if pass_name else ""
+        super().__init__(f"internal error{where}: {message}",
+                         hint="this is a bug in edgec or in that pass; rerun with --debug for the traceback")
+        self.pass_name = pass_name
+        self.ran = list(ran or [])
+
+    def format(self) -> str:
+        return super().format().replace("error: internal error", "internal error", 1)

@@ -16,6 +16,7 @@ import onnx_ir as ir
 
 from .annotations import BOUNDARY, is_edgec_op, placement_of, stage_of
 from .diagnostics import VerifyError
+from .facts import Fact
 from .platform import Platform
 
 
@@ -55,13 +56,21 @@ class Transfer:
 
 @dataclass
 class Program:
+    """The model being compiled, the platform it is compiled for, and what passes established.
+
+    `facts` says which contracts hold (`compiler/facts.py`); `stages` is set by the split pass,
+    `transfers` by comm-insert, `splits` (one report per split layer) by split-layer. Node
+    annotations live in `node.meta` (`compiler/annotations.py`). Passes change a Program in
+    place; backends only read it.
+    """
+
     model: ir.Model
     platform: Platform = field(default_factory=Platform)
     stages: list[Stage] = field(default_factory=list)
     transfers: list[Transfer] = field(default_factory=list)
     splits: list = field(default_factory=list)
     input_owner: dict[str, int] = field(default_factory=dict)
-    facts: set[str] = field(default_factory=set)
+    facts: set[Fact] = field(default_factory=set)
     pass_log: list[dict] = field(default_factory=list)
     source_path: str | None = None
 
@@ -112,13 +121,11 @@ class Program:
         for value in graph.outputs:
             if id(value) not in defined:
                 raise VerifyError(f"graph output '{value.name}' is never defined")
-        if "placed" in self.facts:
-            for node in graph:
-                if placement_of(node) is None:
-                    raise VerifyError(f"node '{node.name}' is not placed")
-        if "staged" in self.facts:
+        if Fact.PLACED in self.facts:
+            self._verify_placements()
+        if Fact.STAGED in self.facts:
             self._verify_stages()
-        if "comm" in self.facts:
+        if Fact.COMM in self.facts:
             self._verify_comm()
 
     @staticmethod
@@ -129,12 +136,35 @@ class Program:
             raise VerifyError(f"value name '{value.name}' is defined twice ({names[value.name]} and {where})")
         names[value.name] = where
 
+    def _verify_placements(self) -> None:
+        """Every node is placed on a device and resource of the platform, within its cores."""
+        devices = self.platform.devices
+        for node in self.model.graph:
+            placement = placement_of(node)
+            if placement is None:
+                raise VerifyError(f"node '{node.name}' is not placed")
+            device = devices.get(placement.device)
+            if device is None:
+                known = ", ".join(devices) or "none"
+                raise VerifyError(f"node '{node.name}' is placed on device '{placement.device}', which the platform "
+                                  f"does not have (devices: {known})")
+            if placement.resource not in device.resources:
+                raise VerifyError(f"node '{node.name}' is placed on '{placement}', but device '{device.name}' has "
+                                  f"only {', '.join(device.resources)}")
+            if placement.threads is not None and not 1 <= placement.threads <= device.cores:
+                raise VerifyError(f"node '{node.name}' asks for {placement.threads} threads on '{device.name}', "
+                                  f"which has {device.cores} cores")
+
     def _verify_stages(self) -> None:
         count = len(self.stages)
         for node in self.model.graph:
             stage = stage_of(node)
             if stage is None or not 0 <= stage < count:
                 raise VerifyError(f"node '{node.name}' has no valid stage")
+            placement, owner = placement_of(node), self.stages[stage]
+            if placement is not None and (placement.device, placement.resource) != (owner.device, owner.resource):
+                raise VerifyError(f"node '{node.name}' is placed on '{placement}' but is in stage {stage} "
+                                  f"({owner.label})")
             for value in node.inputs:
                 producer = value.producer() if value is not None else None
                 if producer is not None and stage_of(producer) > stage:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..compiler.annotations import PLACEMENT, SPLIT, Placement, SplitSpec
 from ..compiler.diagnostics import PlanError, SourceSpan, closest
+from ..compiler.facts import Fact
 from ..compiler.platform import KNOWN_ARCHES, Device, Link, Platform
 from ..compiler.program import Program
 from . import ast
@@ -92,7 +93,7 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
             f"{len(missing)} node(s) are not placed, first '{missing[0]}'", _end_span(plan),
             hint="add `place * on DEVICE` to place every remaining node",
         )
-    program.facts.add("placed")
+    program.facts.add(Fact.PLACED)
 
 
 SPLIT_KINDS_BY_OP = {"Conv": ("filter", "output", "channel", "input", "spatial"), "Gemm": ("output", "input"),

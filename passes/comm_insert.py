@@ -11,18 +11,21 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from ..compiler.annotations import BOUNDARY, EDGEC_DOMAIN, PLACEMENT, STAGE, Placement, is_edgec_op
+from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program, Transfer
 
 
 class CommInsert(Pass):
-    name = "comm-insert"
-    order = 100
+    """Send/Recv pairs for every tensor crossing stages; `program.transfers` lists them (see the module docstring)."""
 
-    def requires(self, program: Program) -> None:
-        if "staged" not in program.facts:
-            raise self.fail("needs stages; run the split pass first")
-        if "comm" in program.facts:
+    name = "comm-insert"
+    requires = frozenset({Fact.STAGED})
+    provides = frozenset({Fact.COMM})
+    after = frozenset(Fact) - {Fact.COMM}
+
+    def precondition(self, program: Program) -> None:
+        if Fact.COMM in program.facts:
             raise self.fail("communication is already inserted")
 
     def call(self, program: Program) -> PassResult:
@@ -46,7 +49,6 @@ class CommInsert(Pass):
                 self._insert_pair(program, value, producer, by_stage[dst], transfer)
                 transfers.append(transfer)
         program.transfers = transfers
-        program.facts.add("comm")
         return PassResult(bool(transfers), f"{len(transfers)} transfers")
 
     def _insert_pair(self, program: Program, value: ir.Value, producer: ir.Node | None, uses: list, t: Transfer) -> None:
@@ -70,7 +72,7 @@ class CommInsert(Pass):
         for use in uses:
             use.node.replace_input_with(use.idx, received)
 
-    def ensures(self, program: Program) -> None:
+    def postcondition(self, program: Program) -> None:
         for node in program.nodes():
             if is_edgec_op(node) and node.meta.get(STAGE) is None:
                 raise self.fail(f"inserted node '{node.name}' has no stage")

@@ -16,6 +16,7 @@ import onnx_ir as ir
 
 from ..compiler.annotations import split_of
 from ..compiler.diagnostics import PlanError
+from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program
 from .split_conv import split_conv
@@ -29,8 +30,13 @@ PER_CHANNEL = {"BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePoo
 
 
 class SplitLayer(Pass):
+    """Rewrite the plan's `split` statements into parts, slices and merges (see the module docstring)."""
+
     name = "split-layer"
-    order = 5
+    requires = frozenset({Fact.PLACED})
+    provides = frozenset({Fact.LAYERS_SPLIT})
+    invalidates = frozenset({Fact.STAGED, Fact.COMM})
+    after = frozenset({Fact.CANONICAL})
 
     def call(self, program: Program) -> PassResult:
         groups: dict[int, list[ir.Node]] = {}
@@ -45,7 +51,6 @@ class SplitLayer(Pass):
                 for node in nodes:
                     self._rewrite(program, [node], spec, chain=False)
         _drop_unused_initializers(program.graph)
-        program.facts.add("layer-split")
         return PassResult(bool(groups), f"{len(program.splits)} layers split")
 
     def _rewrite(self, program: Program, nodes: list[ir.Node], spec, *, chain: bool) -> None:

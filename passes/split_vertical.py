@@ -14,15 +14,20 @@ from __future__ import annotations
 import networkx as nx
 
 from ..compiler.annotations import STAGE, placement_of
+from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program, Stage
 
 
 class SplitVertical(Pass):
-    name = "split"
-    order = 10
+    """Group placed nodes into stages, one MPI rank each (see the module docstring)."""
 
-    def requires(self, program: Program) -> None:
+    name = "split"
+    requires = frozenset({Fact.PLACED})
+    provides = frozenset({Fact.STAGED})
+    after = frozenset({Fact.CANONICAL, Fact.LAYERS_SPLIT})
+
+    def precondition(self, program: Program) -> None:
         for node in program.nodes():
             if placement_of(node) is None:
                 raise self.fail(f"node '{node.name}' is not placed", hint="add `place * on DEVICE` to the plan")
@@ -54,7 +59,6 @@ class SplitVertical(Pass):
         for node in graph:
             node.meta[STAGE] = renumber[assignment[id(node)]]
         self._assign_input_owners(program)
-        program.facts |= {"placed", "staged"}
         devices = len({s.device for s in program.stages})
         return PassResult(True, f"{len(program.stages)} stages on {devices} devices")
 
@@ -65,7 +69,7 @@ class SplitVertical(Pass):
             users = [use.node.meta[STAGE] for use in value.uses()]
             program.input_owner[value.name] = min(users) if users else 0
 
-    def ensures(self, program: Program) -> None:
+    def postcondition(self, program: Program) -> None:
         if any(node.meta.get(STAGE) is None for node in program.nodes()):
             raise self.fail("some nodes got no stage")
 

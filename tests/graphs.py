@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgec
 from edgec.compiler.annotations import PLACEMENT, Placement
 from edgec.compiler.platform import Device, Platform
+from edgec.compiler.facts import Fact
 
 
 class Net:
@@ -86,5 +87,5 @@ def program(model: onnx.ModelProto, placement: dict[str, str], devices: tuple[st
     for node in prog.nodes():
         device = placement.get(node.name, placement.get("*"))
         node.meta[PLACEMENT] = Placement(device)
-    prog.facts.add("placed")
+    prog.facts.add(Fact.PLACED)
     return prog

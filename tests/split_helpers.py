@@ -11,6 +11,7 @@ import edgec
 from edgec.compiler.annotations import PLACEMENT, SPLIT, Placement, SplitSpec
 from edgec.compiler.platform import Device, Platform
 from edgec.passes import SplitLayer
+from edgec.compiler.facts import Fact
 
 DEVICES = ("a", "b", "c", "d")
 
@@ -27,7 +28,7 @@ def split_program(model: onnx.ModelProto, nodes: list[str], kind: str, parts: in
         node.meta[PLACEMENT] = Placement("d")
         if node.name in nodes:
             node.meta[SPLIT] = spec
-    prog.facts.add("placed")
+    prog.facts.add(Fact.PLACED)
     return prog
 
 
