@@ -123,8 +123,9 @@ class InternalError(EdgecError):
 
     def __init__(self, message: str, *, pass_name: str | None = None, ran: list[str] | None = None) -> None:
         where = f" in pass '{pass_name}' (passes that ran: {', '.join(ran) if ran else 'none'})" if pass_name else ""
+        culprit = "edgec or in that pass" if pass_name else "edgec"
         super().__init__(f"internal error{where}: {message}",
-                         hint="this is a bug in edgec or in that pass; rerun with --debug for the traceback")
+                         hint=f"this is a bug in {culprit}; rerun with --debug for the traceback")
         self.pass_name = pass_name
         self.ran = list(ran or [])
 

@@ -17,7 +17,7 @@ from ..compiler.program import Program, Transfer
 
 
 class CommInsert(Pass):
-    """Send/Recv pairs for every tensor crossing stages; `program.transfers` lists them (see the module docstring)."""
+    """An edgec.Send/edgec.Recv pair for every tensor crossing stages, with unique MPI tags."""
 
     name = "comm-insert"
     requires = frozenset({Fact.STAGED})

@@ -30,7 +30,7 @@ PER_CHANNEL = {"BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePoo
 
 
 class SplitLayer(Pass):
-    """Rewrite the plan's `split` statements into parts, slices and merges (see the module docstring)."""
+    """Intra-layer splits: each `split` layer becomes parts on its targets, the slices feeding them, and a merge."""
 
     name = "split-layer"
     requires = frozenset({Fact.PLACED})

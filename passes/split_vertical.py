@@ -20,7 +20,7 @@ from ..compiler.program import Program, Stage
 
 
 class SplitVertical(Pass):
-    """Group placed nodes into stages, one MPI rank each (see the module docstring)."""
+    """Pipeline split: placed nodes grouped into stages (one MPI rank each) in topological order."""
 
     name = "split"
     requires = frozenset({Fact.PLACED})
