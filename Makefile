@@ -1,14 +1,16 @@
 # Two entry points that work on a fresh machine (root, Debian, Python 3.10+):
 #   make example   set up, then compile + verify + show the built-in example
-#   make test      set up, then run the whole test suite
+#   make test      set up, then run the whole test suite (what CI runs)
+#   make test-fast set up, then run the suite without the tests marked slow (a quick check while working)
 PYTHON ?= python3
 
-.PHONY: setup example test bench
+.PHONY: setup example test test-fast bench
 
 setup:
 	@command -v dot >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz openmpi-bin libopenmpi-dev g++-aarch64-linux-gnu qemu-user >/dev/null; }
 	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]" "mpi4py>=4"
 	@$(PYTHON) -c "from mpi4py import MPI; v = MPI.Get_library_version(); assert 'Open MPI' in v, 'mpi4py is not using Open MPI: ' + v"
+	$(PYTHON) -m edgec fetch-runtime aarch64 -q
 
 example: setup
 	$(PYTHON) examples/tiny_cnn.py
@@ -20,6 +22,9 @@ example: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+test-fast: setup
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PYTHON) benchmarks/run_all.py

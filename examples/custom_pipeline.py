@@ -26,7 +26,6 @@ class CountCrossings(edgec.Pass):
     """A user pass: reports how many edges cross devices; changes nothing (modified=False)."""
 
     name = "count-crossings"
-    order = 50
 
     def call(self, program: edgec.Program) -> edgec.PassResult:
         crossings = sum(
@@ -44,6 +43,7 @@ def main() -> None:
     program = edgec.Program(edgec.load_model(model_path), platform)
     for index, node in enumerate(program.nodes()):
         node.meta[PLACEMENT] = Placement("edge" if index < 8 else "server")
+    program.facts.add(edgec.Fact.PLACED)
 
     def show(p: edgec.Pass, prog: edgec.Program, result: edgec.PassResult) -> None:
         print(f"after {p.name}: modified={result.modified} {result.summary}")

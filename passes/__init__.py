@@ -11,18 +11,20 @@ from typing import Iterable
 
 from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, canonical_order
+from .canonicalize import Canonicalize
 from .comm_insert import CommInsert
+from .fold_batchnorm import FoldBatchNorm
 from .registry import get_pass, pass_class, provider_for, register_pass, registered_passes
 from .split_layer import SplitLayer
 from .split_vertical import SplitVertical
 
-__all__ = ["CommInsert", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass", "pass_class",
-           "register_pass", "registered_passes", "DEFAULT_PASSES"]
+__all__ = ["Canonicalize", "CommInsert", "FoldBatchNorm", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass",
+           "pass_class", "register_pass", "registered_passes", "DEFAULT_PASSES"]
 
-for _cls in (SplitLayer, SplitVertical, CommInsert):
+for _cls in (Canonicalize, SplitLayer, SplitVertical, FoldBatchNorm, CommInsert):
     register_pass(_cls)
 
-DEFAULT_PASSES: tuple[type[Pass], ...] = (SplitLayer, SplitVertical, CommInsert)
+DEFAULT_PASSES: tuple[type[Pass], ...] = (Canonicalize, SplitLayer, SplitVertical, CommInsert)
 
 
 def default_pipeline(needs: Iterable[Fact] = ()) -> list[Pass]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..compiler.annotations import BOUNDARY, EDGEC_DOMAIN, PLACEMENT, STAGE, Placement, is_edgec_op
+from ..compiler.annotations import BOUNDARY, EDGEC_DOMAIN, STAGE, is_edgec_op
+from ..compiler.builder import Builder
 from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program, Transfer
@@ -52,23 +53,16 @@ class CommInsert(Pass):
         return PassResult(bool(transfers), f"{len(transfers)} transfers")
 
     def _insert_pair(self, program: Program, value: ir.Value, producer: ir.Node | None, uses: list, t: Transfer) -> None:
-        graph = program.graph
         attrs = [ir.AttrInt64("peer", t.dst), ir.AttrInt64("tag", t.tag)]
         send = ir.Node(EDGEC_DOMAIN, "Send", [value], attrs, num_outputs=0, name=f"send/{t.tensor}/s{t.dst}")
-        _annotate(send, program, t.src)
         received = ir.Value(name=f"{t.tensor}@s{t.dst}", shape=ir.Shape(t.shape), type=ir.TensorType(value.dtype))
         received.meta[BOUNDARY] = t.tensor
         recv_attrs = [ir.AttrInt64("peer", t.src), ir.AttrInt64("tag", t.tag)]
         recv = ir.Node(EDGEC_DOMAIN, "Recv", [], recv_attrs, outputs=[received], name=f"recv/{t.tensor}/s{t.dst}")
-        _annotate(recv, program, t.dst)
-        anchor = self._anchor.get(id(producer), producer)
-        if anchor is None:
-            graph.insert_before(next(iter(graph)), send)
-        else:
-            graph.insert_after(anchor, send)
+        Builder.in_stage(program, t.src).adopt(send, after=self._anchor.get(id(producer), producer))
         self._anchor[id(producer)] = send
         first = min((u.node for u in uses), key=self._position)
-        graph.insert_before(first, recv)
+        Builder.in_stage(program, t.dst, first).adopt(recv)
         for use in uses:
             use.node.replace_input_with(use.idx, received)
 
@@ -76,12 +70,6 @@ class CommInsert(Pass):
         for node in program.nodes():
             if is_edgec_op(node) and node.meta.get(STAGE) is None:
                 raise self.fail(f"inserted node '{node.name}' has no stage")
-
-
-def _annotate(node: ir.Node, program: Program, stage: int) -> None:
-    s = program.stages[stage]
-    node.meta[STAGE] = stage
-    node.meta[PLACEMENT] = Placement(s.device, s.resource, s.threads)
 
 
 def _position(graph: ir.Graph):

@@ -19,14 +19,9 @@ from ..compiler.diagnostics import PlanError
 from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program
-from .split_conv import split_conv
-from .split_fc import split_gemm, split_matmul
 from .split_parts import ConcatParts, SplitContext, nbytes
+from .split_rules import CHANNELWISE, ELEMENTWISE, rule_for, splittable_ops
 from .split_spatial import split_spatial
-
-RULES = {"Gemm": split_gemm, "MatMul": split_matmul, "Conv": split_conv}
-ELEMENTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "HardSigmoid", "Softplus", "Clip", "Identity"}
-PER_CHANNEL = {"BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
 
 class SplitLayer(Pass):
@@ -59,13 +54,14 @@ class SplitLayer(Pass):
             ctx = SplitContext.for_node(graph, node, spec, last=nodes[-1])
             merged, removed = split_spatial(ctx, nodes), list(nodes)
         else:
-            rule = RULES.get(node.op_type)
+            rule = rule_for(node.op_type, spec.kind)
             if rule is None:
-                raise PlanError(f"cannot split {node.op_type} '{node.name}' by {spec.kind}: only Conv, Gemm and MatMul "
-                                "layers can be split (spatial also takes pooling and pointwise chains)", spec.span)
-            followers = _followers(node) if spec.kind in ("output", "filter") else []
+                raise PlanError(f"cannot split {node.op_type} '{node.name}' by {spec.kind}: only "
+                                f"{', '.join(splittable_ops())} layers can be split (spatial also takes pooling and "
+                                "pointwise chains)", spec.span)
+            followers = _followers(node) if rule.merge == "concat" else []
             ctx = SplitContext.for_node(graph, node, spec, last=followers[-1] if followers else None)
-            result = rule(ctx)
+            result = rule.rewrite()(ctx)
             if isinstance(result, ConcatParts):
                 result = _follow(ctx, result, followers)
                 merged = ctx.builder.concat("merge", result.values, result.axis, ctx.merge_at)
@@ -88,7 +84,7 @@ def _followers(node: ir.Node) -> list[ir.Node]:
     while len(value.uses()) == 1 and not value.is_graph_output():
         user = value.uses()[0].node
         rank = len(value.shape)
-        legal = user.op_type in ELEMENTWISE or (user.op_type in PER_CHANNEL and rank >= 3)
+        legal = user.op_type in ELEMENTWISE or (user.op_type in CHANNELWISE and rank >= 3)
         constant_rest = all(v is None or v.const_value is not None for v in user.inputs[1:])
         if not (legal and user.inputs[0] is value and constant_rest and len(user.outputs) == 1 and split_of(user) is None):
             break

@@ -35,6 +35,11 @@ class Net:
         self.weights.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
         return name
 
+    def tensor(self, name: str, array: np.ndarray) -> str:
+        """A constant of `array`'s own dtype (int64 shapes, bool flags)."""
+        self.weights.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
     def conv(self, name: str, x: str, cin: int, cout: int, k: int = 3) -> str:
         return self.op("Conv", name, [x, self.weight(name + ".w", cout, cin, k, k)], pads=[k // 2] * 4)
 

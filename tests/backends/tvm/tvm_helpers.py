@@ -11,8 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+import edgec
+from edgec.backends.tvm.runtime_cache import fetch_runtime
+from edgec.compiler.annotations import PLACEMENT, Placement
+from edgec.compiler.diagnostics import UsageError
+from edgec.compiler.facts import Fact
+from edgec.compiler.pass_manager import PassManager
+from edgec.compiler.platform import Device, Platform
+from edgec.passes import Canonicalize, FoldBatchNorm
 
 TOLERANCE = 1e-4
 
@@ -41,9 +52,31 @@ def single_op_model(path: Path, nodes: list, inputs: dict[str, list[int]], weigh
     return path
 
 
+def through_passes(path: Path) -> Path:
+    """`path` as the tvm backend receives a stage: after canonicalize and fold-batchnorm (`<name>.ir.onnx`)."""
+    platform = Platform()
+    platform.add(Device("host"))
+    program = edgec.Program(edgec.load_model(path), platform)
+    for node in program.nodes():
+        node.meta[PLACEMENT] = Placement("host")
+    program.facts.add(Fact.PLACED)
+    PassManager([Canonicalize(), FoldBatchNorm()]).run(program)
+    out = path.with_suffix(".ir.onnx")
+    onnx.save(ir.to_proto(program.model), out)
+    return out
+
+
 def random_feeds(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     rng = np.random.default_rng(seed)
     return {v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim]).astype(np.float32)
             for v in model.graph.input if v.name not in inits}
+
+
+def aarch64_runtime() -> Path:
+    """The cached aarch64 TVM runtime, fetched now if `make setup` did not; skip only if that fails."""
+    try:
+        return fetch_runtime("aarch64")
+    except UsageError as exc:
+        pytest.skip(f"the aarch64 TVM runtime is not cached and cannot be fetched: {exc.message}")
