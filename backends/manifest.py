@@ -1,22 +1,46 @@
-"""`manifest.json`: everything the runtime, `edgec verify` and a human need to know about an output.
+"""`manifest.json`: the typed, versioned description of a compiled output, written and read here.
 
-Devices, ranks (one per stage) with their sub-model, inputs and outputs; boundary tensors with
-shape, dtype and wire format; the pass log; tool versions; sha256 of every written file.
+Devices, ranks (one per stage) with their sub-model, signature (the sub-model's and TVM
+module's inputs and outputs, in order, with shape and dtype), boundary tensors with shape,
+dtype, wire format and bytes, split cost reports, the pass log, tool versions, the backends
+that wrote the output and their sections (top-level keys named after them), and the sha256 of
+every file. Everything downstream (runtime, `edgec show`, the C++ backend) reads these records
+instead of re-parsing sub-models.
+
+Format 2 (this edgec) added `backends`, each stage's `signature`, and byte units in split part
+keys (`receives_bytes`, `sends_bytes`, `halo_bytes`). Format 1 manifests are still read (no
+signatures; old split keys); a manifest from a newer edgec is refused by name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
+import json
+import os
 import platform as host_platform
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
-import onnx_ir as ir
+from ..compiler.diagnostics import UsageError
+from ..compiler.platform import Device, Link, Platform
+from .backend import MANIFEST_KEYS
+from .manifest_records import (
+    GraphTensor, ModelInfo, PassRecord, PlanInfo, SplitEntry, SplitPart, StageEntry, StageInput, StageSend,
+    StageSignature, TensorSpec, TransferEntry,
+)
+from .records import Fields, JsonSection, ManifestError, Record, Section
 
-from ..compiler.annotations import stage_of
-from ..compiler.program import Program
+__all__ = [
+    "FORMAT_VERSION", "GraphTensor", "Manifest", "ManifestError", "ModelInfo", "PassRecord", "PlanInfo", "Section",
+    "SplitEntry", "SplitPart", "StageEntry", "StageInput", "StageSend", "StageSignature", "TensorSpec",
+    "TransferEntry", "as_manifest", "read_manifest", "sha256_file", "tool_versions", "write_manifest",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -25,10 +49,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _tensor(value: ir.Value) -> dict:
-    return {"name": value.name, "shape": list(value.shape), "dtype": value.dtype.numpy().name}
 
 
 def tool_versions() -> dict[str, str]:
@@ -41,44 +61,140 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def build_manifest(program: Program, stage_files: dict[int, str], *, model_info: dict, plan_info: dict | None) -> dict:
-    graph = program.graph
-    stages = []
-    by_stage = program.nodes_by_stage()
-    for stage in program.stages:
-        nodes = [n for n in by_stage[stage.index] if n.domain != "edgec"]
-        stages.append({
-            "rank": stage.rank,
-            "device": stage.device,
-            "resource": stage.resource,
-            "threads": stage.threads,
-            "nodes": len(nodes),
-            "first_node": nodes[0].name if nodes else None,
-            "last_node": nodes[-1].name if nodes else None,
-            "model": stage_files[stage.index],
-            "inputs": [
-                {"tensor": v.name, "from": "input"} for v in graph.inputs if program.input_owner.get(v.name) == stage.index
-            ] + [{"tensor": t.tensor, "from": t.src, "tag": t.tag} for t in program.transfers if t.dst == stage.index],
-            "outputs": [{"tensor": v.name, "to": "output"} for v in graph.outputs
-                        if (p := v.producer()) is not None and stage_of(p) == stage.index],
-            "sends": [{"tensor": t.tensor, "to": t.dst, "tag": t.tag} for t in program.transfers if t.src == stage.index],
-        })
-    return {
-        "format": FORMAT_VERSION,
-        "model": {
-            **model_info,
-            "inputs": [{**_tensor(v), "stage": program.input_owner.get(v.name)} for v in graph.inputs],
-            "outputs": [{**_tensor(v), "stage": stage_of(v.producer()) if v.producer() else None} for v in graph.outputs],
-        },
-        "plan": plan_info,
-        "platform": program.platform.to_json(),
-        "stages": stages,
-        "transfers": [
-            {"tensor": t.tensor, "src": t.src, "dst": t.dst, "tag": t.tag, "shape": list(t.shape),
-             "dtype": t.dtype, "wire": t.dtype, "bytes": t.nbytes}
-            for t in program.transfers
-        ],
-        "splits": [report.to_json() for report in program.splits],
-        "passes": program.pass_log,
-        "tools": tool_versions(),
-    }
+def _platform(f: Fields) -> Platform:
+    f.only("devices", "links")
+    devices = {}
+    for name, props in f.get("devices", "an object").items():
+        where = Fields(props, f"platform.devices.{name}", f.source)
+        try:
+            devices[name] = Device(name=name, **where.data)
+        except TypeError as exc:
+            raise where.error(f"not a device description: {exc}") from None
+    links = []
+    for c in f.children("links", default=[]):
+        try:
+            links.append(Link(**c.data))
+        except TypeError as exc:
+            raise c.error(f"not a link description: {exc}") from None
+    return Platform(devices, links)
+
+
+def _section(name: str, data: Any, source: str) -> Section:
+    from .registry import section_type
+
+    kind = section_type(name) or JsonSection
+    return kind.from_json(data, where=name, source=source)
+
+
+@dataclass(frozen=True)
+class Manifest(Record):
+    model: ModelInfo
+    plan: PlanInfo | None
+    platform: Platform
+    stages: tuple[StageEntry, ...]
+    transfers: tuple[TransferEntry, ...] = ()
+    splits: tuple[SplitEntry, ...] = ()
+    passes: tuple[PassRecord, ...] = ()
+    tools: Mapping[str, str] = field(default_factory=dict)
+    backends: tuple[str, ...] = ("onnx",)
+    sections: Mapping[str, Section] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": self.format, "model": self.model.to_json(), "plan": self.plan.to_json() if self.plan else None,
+            "platform": self.platform.to_json(), "stages": [s.to_json() for s in self.stages],
+            "transfers": [t.to_json() for t in self.transfers], "splits": [s.to_json() for s in self.splits],
+            "passes": [p.to_json() for p in self.passes], "tools": dict(self.tools), "backends": list(self.backends),
+        }
+        data.update({name: section.to_json() for name, section in self.sections.items()})
+        data["files"] = dict(self.files)
+        return data
+
+    @classmethod
+    def read(cls, f: Fields) -> Manifest:
+        version = f.data.get("format")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise f.error(f"no valid \"format\" number ({_describe(version)}); this is not an edgec manifest")
+        if version > FORMAT_VERSION:
+            raise ManifestError(
+                f"{f.source} was written by a newer edgec (manifest format {version}; this edgec reads formats 1 to "
+                f"{FORMAT_VERSION})", hint="upgrade edgec, or compile the output again with this one")
+        plan = f.child("plan", null=True)
+        files = f.str_map("files", default={})
+        sections = {k: _section(k, v, f.source) for k, v in f.data.items() if k not in MANIFEST_KEYS}
+        backends = f.strs("backends") if version >= 2 else _format1_backends(sections, files)
+        return cls(ModelInfo.read(f.child("model")), PlanInfo.read(plan) if plan else None,
+                   _platform(f.child("platform")), tuple(StageEntry.read(c) for c in f.children("stages")),
+                   tuple(TransferEntry.read(c) for c in f.children("transfers", default=[])),
+                   tuple(SplitEntry.read(c) for c in f.children("splits", default=[])),
+                   tuple(PassRecord.read(c) for c in f.children("passes", default=[])),
+                   f.str_map("tools", default={}), backends, sections, files, version)
+
+    def stage(self, rank: int) -> StageEntry:
+        if not 0 <= rank < len(self.stages):
+            raise UsageError(f"the output has no stage {rank} (it has {len(self.stages)})")
+        return self.stages[rank]
+
+    def device(self, name: str) -> Device:
+        return self.platform.devices.get(name) or Device(name)
+
+    def section(self, name: str) -> Section | None:
+        return self.sections.get(name)
+
+    def with_section(self, name: str, section: Section) -> Manifest:
+        backends = self.backends if name in self.backends else (*self.backends, name)
+        return dataclasses.replace(self, sections={**self.sections, name: section}, backends=backends)
+
+    def replace_files(self, files: Mapping[str, str]) -> Manifest:
+        return dataclasses.replace(self, files=dict(files))
+
+    def stage_inputs(self, rank: int) -> list[tuple[int, GraphTensor]]:
+        """(index in `model.inputs`, spec) of the graph inputs stage `rank` reads."""
+        return [(i, spec) for i, spec in enumerate(self.model.inputs) if spec.stage == rank]
+
+    def stage_outputs(self, rank: int) -> list[tuple[int, GraphTensor]]:
+        """(index in `model.outputs`, spec) of the graph outputs stage `rank` computes."""
+        return [(i, spec) for i, spec in enumerate(self.model.outputs) if spec.stage == rank]
+
+
+def _describe(value: Any) -> str:
+    return "missing" if value is None else f"got {json.dumps(value)[:40]}"
+
+
+def _format1_backends(sections: Mapping[str, Section], files: Mapping[str, str]) -> tuple[str, ...]:
+    """Format 1 did not list its backends; its files and sections tell."""
+    found = ["onnx", *(name for name in sections if name != "onnx")]
+    if any(path.startswith("cpp/") for path in files) and "cpp" not in found:
+        found.append("cpp")
+    return tuple(found)
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """The manifest of an output directory (or of a manifest.json path), checked; ManifestError if malformed."""
+    path = Path(path)
+    file = path / MANIFEST if path.is_dir() else path
+    if not file.is_file():
+        raise UsageError(f"'{path}' is not an edgec output directory (no {MANIFEST})")
+    try:
+        data = json.loads(file.read_text())
+    except UnicodeDecodeError:
+        raise ManifestError(f"{file}: not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    return Manifest.from_json(data, source=str(file))
+
+
+def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
+    """Write `manifest` as JSON (temp file, then rename, so a reader never sees half a manifest)."""
+    path = Path(path)
+    file = path / MANIFEST if path.is_dir() else path
+    tmp = file.with_name(file.name + ".part")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    tmp.replace(file)
+
+
+def as_manifest(manifest: Manifest | Mapping[str, Any]) -> Manifest:
+    """A Manifest from a Manifest or its JSON form (as `json.load` gives it)."""
+    return manifest if isinstance(manifest, Manifest) else Manifest.from_json(dict(manifest), source="manifest")

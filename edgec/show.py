@@ -45,33 +45,32 @@ def show_model(path: Path, input_shapes: dict, console: Console) -> None:
 
 
 def show_output(root: Path, console: Console) -> None:
-    compiled = CompiledOutput.open(root)
-    m = compiled.manifest
-    stages = Table(title=f"{root}: {len(m['stages'])} stages")
+    m = CompiledOutput.open(root).manifest
+    stages = Table(title=f"{root}: {len(m.stages)} stages (backends: {', '.join(m.backends)})")
     for col in ("rank", "device", "resource", "threads", "nodes", "first → last", "sub-model"):
         stages.add_column(col)
-    for s in m["stages"]:
-        stages.add_row(str(s["rank"]), s["device"], s["resource"], str(s["threads"] or ""), str(s["nodes"]),
-                       f"{s['first_node']} → {s['last_node']}", s["model"])
+    for s in m.stages:
+        stages.add_row(str(s.rank), s.device, s.resource, str(s.threads or ""), str(s.nodes),
+                       f"{s.first_node} → {s.last_node}", s.model)
     console.print(stages)
-    if m["transfers"]:
+    if m.transfers:
         transfers = Table(title="boundary tensors")
         for col in ("tag", "tensor", "from → to", "shape", "dtype", "bytes"):
             transfers.add_column(col)
-        for t in m["transfers"]:
-            transfers.add_row(str(t["tag"]), t["tensor"], f"{t['src']} → {t['dst']}", "x".join(map(str, t["shape"])),
-                              t["wire"], f"{t['bytes']:,}")
+        for t in m.transfers:
+            transfers.add_row(str(t.tag), t.tensor, f"{t.src} → {t.dst}", "x".join(map(str, t.shape)), t.wire,
+                              f"{t.nbytes:,}")
         console.print(transfers)
-    if m.get("splits"):
+    if m.splits:
         splits = Table(title="intra-layer splits (bytes per frame)")
         for col in ("layer", "kind", "part", "device", "receives", "sends", "halo", "merge on"):
             splits.add_column(col)
-        for split in m["splits"]:
-            for i, part in enumerate(split["parts"]):
+        for split in m.splits:
+            for i, part in enumerate(split.parts):
                 first = i == 0
-                splits.add_row(split["layer"] if first else "", split["kind"] if first else "", str(i),
-                               f"{part['device']}.{part['resource']}", f"{part['receives']:,}", f"{part['sends']:,}",
-                               f"{part['halo']:,}" if part["halo"] else "", split["merge"] if first else "")
+                splits.add_row(split.layer if first else "", split.kind if first else "", str(i),
+                               f"{part.device}.{part.resource}", f"{part.receives_bytes:,}", f"{part.sends_bytes:,}",
+                               f"{part.halo_bytes:,}" if part.halo_bytes else "", split.merge if first else "")
         console.print(splits)
 
 
@@ -83,21 +82,21 @@ def output_dot(root: Path) -> str:
     """DOT text of the partitioned graph: a cluster per stage, nodes coloured by device, and one
     red edge per boundary tensor labelled with its shape and size."""
     compiled = CompiledOutput.open(root)
-    devices = list(compiled.manifest["platform"]["devices"])
-    colour = {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(devices)}
+    manifest = compiled.manifest
+    colour = {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(manifest.platform.devices)}
     lines = ["digraph edgec {", "  node [shape=box, style=filled, fontname=Helvetica, fontsize=10];"]
     edges: list[str] = []
     producer: dict[tuple[int, str], str] = {}
     readers: dict[tuple[int, str], list[str]] = {}
     for stage in compiled.stages:
-        rank = stage["rank"]
+        rank = stage.rank
         graph = ir.load(compiled.stage_model(rank)).graph
         lines.append(f"  subgraph cluster_s{rank} {{")
-        title = f"stage {rank}: {stage['device']}.{stage['resource']}"
-        lines.append(f"    label={_quote(title)};")
+        lines.append(f"    label={_quote(f'stage {rank}: {stage.device}.{stage.resource}')};")
+        fill = colour.get(stage.device, PALETTE[-1])
         for node in graph:
             ident = _quote(f"s{rank}/{node.name}")
-            lines.append(f"    {ident} [label={_quote(node.name + chr(10) + node.op_type)}, fillcolor={_quote(colour[stage['device']])}];")
+            lines.append(f"    {ident} [label={_quote(node.name + chr(10) + node.op_type)}, fillcolor={_quote(fill)}];")
             for value in node.outputs:
                 producer[(rank, value.name)] = ident
             for value in node.inputs:
@@ -108,14 +107,14 @@ def output_dot(root: Path) -> str:
                 else:
                     readers.setdefault((rank, value.name), []).append(ident)
         lines.append("  }")
-    for spec in compiled.manifest["model"]["inputs"]:
-        ident = _quote(f"input/{spec['name']}")
-        lines.append(f"  {ident} [shape=oval, fillcolor=white, label={_quote(spec['name'])}];")
-        edges.extend(f"  {ident} -> {r};" for r in readers.get((spec["stage"], spec["name"]), []))
-    for t in compiled.manifest["transfers"]:
-        src = producer.get((t["src"], t["tensor"])) or _quote(f"input/{t['tensor']}")
-        label = _quote(f"{t['tensor']}\n{'x'.join(map(str, t['shape']))}, {t['bytes']:,} B")
-        for reader in readers.get((t["dst"], t["tensor"]), []):
+    for spec in manifest.model.inputs:
+        ident = _quote(f"input/{spec.name}")
+        lines.append(f"  {ident} [shape=oval, fillcolor=white, label={_quote(spec.name)}];")
+        edges.extend(f"  {ident} -> {r};" for r in readers.get((spec.stage, spec.name), []))
+    for t in manifest.transfers:
+        src = producer.get((t.src, t.tensor)) or _quote(f"input/{t.tensor}")
+        label = _quote(f"{t.tensor}\n{'x'.join(map(str, t.shape))}, {t.nbytes:,} B")
+        for reader in readers.get((t.dst, t.tensor), []):
             edges.append(f"  {src} -> {reader} [color=red, penwidth=2, fontcolor=red, label={label}];")
     lines.extend(edges)
     lines.append("}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
+from .engines import checked_engine
 from .launcher import (
     DEFAULT_TIMEOUT, FORWARDED_ENV, RunResult, check_run_options, launch_for_report, make_rundir, mpirun_prefix,
     stack_feeds,
@@ -45,13 +46,11 @@ def cpp_command(compiled: CompiledOutput, program: Path, rundir: Path, *, frames
 
 def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmup: int = 0,
         hosts: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT, keep_outputs: bool = False,
-        workdir: str | Path | None = None, program: str | Path | None = None, build: bool = True,
-        engine: str = "cpp") -> RunResult:
+        workdir: str | Path | None = None, program: str | Path | None = None, build: bool = True) -> RunResult:
     """Like `launcher.run`, with the C++ program doing the work of every rank (OUT/build/edgec_pipeline,
-    built first if missing, unless `program` names another build)."""
-    if engine != "cpp":
-        raise UsageError(f"the C++ program runs engine 'cpp', not '{engine}'")
+    built first if missing, unless `program` names another build). This is the `cpp` engine's runner."""
     compiled = CompiledOutput.open(out)
+    checked_engine(compiled, "cpp")
     check_run_options(frames, warmup, timeout)
     stacks = stack_feeds(compiled.manifest, feeds)
     exe = program_for(compiled, program, build)
@@ -59,13 +58,13 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     try:
         cmd = cpp_command(compiled, exe, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None)
-        for i, spec in enumerate(compiled.manifest["model"]["inputs"]):
-            np.save(rundir / f"input{i}.npy", stacks[spec["name"]])
+        for i, spec in enumerate(compiled.manifest.model.inputs):
+            np.save(rundir / f"input{i}.npy", stacks[spec.name])
         report = launch_for_report(compiled, cmd, rundir, timeout)
         outputs = {}
         if keep_outputs:
-            for i, spec in enumerate(compiled.manifest["model"]["outputs"]):
-                outputs[spec["name"]] = np.load(rundir / f"output{i}.npy", allow_pickle=False)
+            for i, spec in enumerate(compiled.manifest.model.outputs):
+                outputs[spec.name] = np.load(rundir / f"output{i}.npy", allow_pickle=False)
         return RunResult(report, outputs, cmd)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)

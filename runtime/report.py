@@ -12,9 +12,13 @@ taken relative to the barrier before the first frame (skew: about one network la
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from ..backends.manifest import Manifest
 
 
 def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
@@ -22,8 +26,14 @@ def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
     return {r["rank"]: np.asarray(r["stats"][key]) - (0.0 if one_host else r["origin"]) for r in records}
 
 
-def summarize(manifest: dict, records: list[dict], *, frames: int, warmup: int) -> dict:
+def _json(manifest: Manifest | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The report is JSON made from JSON: the manifest's JSON form (a test may give just the keys used)."""
+    return manifest.to_json() if isinstance(manifest, Manifest) else manifest
+
+
+def summarize(manifest: Manifest | Mapping[str, Any], records: list[dict], *, frames: int, warmup: int) -> dict:
     """The report of a run from every rank's per-frame stats (warm-up frames are dropped)."""
+    manifest = _json(manifest)
     starts, ends = _aligned(records, "start"), _aligned(records, "end")
     producers = {spec["stage"] for spec in manifest["model"]["outputs"]} & set(ends) or set(ends)
     first_start = np.min([starts[r] for r in starts], axis=0)
@@ -55,8 +65,9 @@ def summarize(manifest: dict, records: list[dict], *, frames: int, warmup: int) 
     }
 
 
-def link_bytes(manifest: dict, frames: int, seconds: float) -> list[dict]:
+def link_bytes(manifest: Manifest | Mapping[str, Any], frames: int, seconds: float) -> list[dict]:
     """Bytes each (src → dst) rank pair moved: per frame, in total, and the achieved rate."""
+    manifest = _json(manifest)
     by_pair: dict[tuple[int, int], list[dict]] = {}
     for t in manifest["transfers"]:
         by_pair.setdefault((t["src"], t["dst"]), []).append(t)

@@ -18,16 +18,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ..compiler.diagnostics import UsageError
+from .engines import kernel_for
 from .pipeline import Link, TensorSpec
 
-
-def kernel_for(session):
-    """The frame-loop kernel of an engine session: onnxruntime's, or the TVM module's look-alike."""
-    if isinstance(session, ort.InferenceSession):
-        return OrtKernel(session)
-    from .tvm_stage import TvmKernel
-
-    return TvmKernel(session)
+__all__ = ["OrtKernel", "kernel_for", "links", "output_specs"]
 
 
 class OrtKernel:

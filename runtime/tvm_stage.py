@@ -4,13 +4,15 @@ Why look-alikes: `verify` drives stages through `get_inputs()`, `get_outputs()` 
 `run(None, feeds)` of an onnxruntime session, and the MPI frame loop through a kernel's
 `bind(parity, inputs, outputs)` / `run(parity)` (`stage_kernel.OrtKernel`). `TvmSession` and
 `TvmKernel` offer exactly those, so either engine plugs in without touching the callers'
-logic; names, shapes and types come from the stage's ONNX sub-model next to the module (TVM's
-`main` takes its inputs positionally, in that order).
+logic (`engines.py` names them). Names, shapes and types come from the stage's signature in the
+manifest (TVM's `main` takes its inputs positionally, in that order); `from_onnx` reads them
+from a sub-model instead, for a module compiled on its own.
 
-Why the thread setup at import: TVM sizes its thread pool once, on first use, from
-`TVM_NUM_THREADS`, and by default takes half the cores (it assumes hyper-threading; on this
-2-core machine that is one thread). It is raised to all cores before any module runs; each
-session then asks for its stage's `threads`.
+Why the thread setup before the first session: TVM sizes its thread pool once, on first use,
+from `TVM_NUM_THREADS`, and by default takes half the cores (it assumes hyper-threading; on this
+2-core machine that is one thread). `_init_tvm_threads` raises it to all cores (unless the user
+set it) before a session loads its module; each session then asks for its stage's `threads`.
+Nothing happens at import.
 
 A module built for another CPU (an aarch64 device) runs under qemu-user (`emulate.py`),
 slowly but exactly, so `verify` works for every stage a plan can place.
@@ -21,22 +23,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import onnx
 
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+from ..backends.manifest import TensorSpec
+from ..backends.tvm.emulate import elf_arch, run_module
+from ..backends.tvm.section import TvmSection
+from ..backends.tvm.targets import host_arch
+from ..compiler.diagnostics import UsageError
 
-from ..backends.tvm.emulate import elf_arch, run_module  # noqa: E402
-from ..backends.tvm.targets import host_arch  # noqa: E402
-from ..compiler.diagnostics import UsageError  # noqa: E402
-from .outputs import CompiledOutput  # noqa: E402
+if TYPE_CHECKING:
+    from .outputs import CompiledOutput
 
-_ONNX_TYPES = {onnx.TensorProto.FLOAT: "tensor(float)", onnx.TensorProto.DOUBLE: "tensor(double)",
-               onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.INT64: "tensor(int64)",
-               onnx.TensorProto.INT32: "tensor(int32)", onnx.TensorProto.INT8: "tensor(int8)",
-               onnx.TensorProto.UINT8: "tensor(uint8)", onnx.TensorProto.BOOL: "tensor(bool)"}
+_ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
+              "int64": "tensor(int64)", "int32": "tensor(int32)", "int8": "tensor(int8)", "uint8": "tensor(uint8)",
+              "bool": "tensor(bool)"}
 _ALIGNMENT = 64
 
 
@@ -49,10 +51,13 @@ class TensorArg:
     type: str
 
 
-def _args(values, initializers: set[str]) -> list[TensorArg]:
-    return [TensorArg(v.name, [d.dim_value for d in v.type.tensor_type.shape.dim],
-                      _ONNX_TYPES.get(v.type.tensor_type.elem_type, "tensor(float)"))
-            for v in values if v.name not in initializers]
+def _args(specs: Sequence[TensorSpec]) -> list[TensorArg]:
+    return [TensorArg(s.name, list(s.shape), _ORT_TYPES.get(s.dtype, f"tensor({s.dtype})")) for s in specs]
+
+
+def _init_tvm_threads() -> None:
+    """Let TVM's pool (sized when first used) hold every core; sessions then pick their stage's threads."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
 
 _pool_threads: list[int] = []
@@ -72,19 +77,19 @@ def _set_threads(threads: int) -> None:
 class TvmSession:
     """An onnxruntime-session look-alike running one stage's exported TVM module."""
 
-    def __init__(self, module: str | Path, model: str | Path, *, threads: int = 1, kind: str = "llvm",
-                 spin: bool = True) -> None:
-        """`spin=False` (ranks sharing a host's cores, as the onnxruntime sessions of such ranks) makes TVM's
-        workers sleep instead of spinning; it takes effect if no TVM module has run yet."""
+    def __init__(self, module: str | Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *,
+                 threads: int = 1, kind: str = "llvm", spin: bool = True) -> None:
+        """`inputs`/`outputs`: the module's `main` parameters and results, in order. `spin=False` (ranks
+        sharing a host's cores, as the onnxruntime sessions of such ranks) makes TVM's workers sleep
+        instead of spinning; it takes effect if no TVM module has run yet."""
         self.module_path, self.threads = Path(module), threads
+        _init_tvm_threads()
         if not spin:
             os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = "0"
         if not self.module_path.is_file():
             raise UsageError(f"TVM module '{self.module_path}' is missing; compile with --backend tvm")
-        proto = onnx.load(str(model), load_external_data=False)
-        initializers = {i.name for i in proto.graph.initializer}
-        self._inputs = _args(proto.graph.input, initializers)
-        self._outputs = _args(proto.graph.output, set())
+        self._inputs = _args(inputs)
+        self._outputs = _args(outputs)
         self.arch = elf_arch(self.module_path)
         self.emulated = self.arch is not None and self.arch != host_arch()
         self._main = None
@@ -102,15 +107,35 @@ class TvmSession:
 
     @classmethod
     def for_stage(cls, compiled: CompiledOutput, rank: int, threads: int | None = None, *,
-                  spin: bool = True) -> "TvmSession":
-        """The session of stage `rank` of a compiled output (its manifest's `tvm` section)."""
-        entries = {e["rank"]: e for e in compiled.manifest.get("tvm", {}).get("stages", [])}
-        if rank not in entries:
-            raise UsageError(f"'{compiled.root}' has no TVM module for stage {rank}; compile with --backend tvm")
-        entry = entries[rank]
-        return cls(compiled.root / entry["module"], compiled.stage_model(rank),
-                   threads=threads or compiled.stages[rank].get("threads") or 1, kind=entry["target"]["kind"],
-                   spin=spin)
+                  spin: bool = True) -> TvmSession:
+        """The session of stage `rank` of a compiled output: module and target from the manifest's `tvm`
+        section, inputs and outputs from the stage's signature."""
+        section = compiled.manifest.section("tvm")
+        entry = section.stage(rank) if isinstance(section, TvmSection) else None
+        if entry is None:
+            raise UsageError(f"'{compiled.root}' has no TVM module for stage {rank}", hint="compile with --backend tvm")
+        stage = compiled.manifest.stage(rank)
+        if stage.signature is None:
+            raise UsageError(f"'{compiled.root}': the manifest records no signature for stage {rank} (written by an "
+                             "older edgec)", hint="compile the output again with this edgec")
+        return cls(compiled.root / entry.module, stage.signature.inputs, stage.signature.outputs,
+                   threads=threads or stage.threads or 1, kind=entry.kind, spin=spin)
+
+    @classmethod
+    def from_onnx(cls, module: str | Path, model: str | Path, **options: object) -> TvmSession:
+        """The session of a module compiled on its own from the ONNX file `model` (its graph inputs
+        and outputs, weights excluded, give the signature)."""
+        import onnx
+
+        proto = onnx.load(str(model), load_external_data=False)
+        initializers = {i.name for i in proto.graph.initializer}
+
+        def specs(values) -> list[TensorSpec]:
+            return [TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
+                               onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name)
+                    for v in values if v.name not in initializers]
+
+        return cls(module, specs(proto.graph.input), specs(proto.graph.output), **options)
 
     def get_inputs(self) -> list[TensorArg]:
         return list(self._inputs)

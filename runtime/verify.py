@@ -1,7 +1,9 @@
 """`edgec verify`: run every stage in one process and compare with the unsplit model.
 
-Stages run in rank order (a topological order) with onnxruntime; boundary tensors are handed
-from producer to consumer by name, exactly as the ranks would over MPI. The unsplit source
+Stages run in rank order (a topological order) in the chosen engine (onnxruntime by default);
+boundary tensors are handed from producer to consumer by name, exactly as the ranks would over
+MPI. With `mpi`, or an engine that only runs the whole program (cpp), one frame goes through the
+real distributed program instead (`engines.Engine.run`). The unsplit source
 model runs in onnxruntime on the same inputs. The error of an output is
 `max|split - reference| / max|reference|` (relative to the output's scale, so tiny
 reference values do not make it blow up); a split plan passes when every output is within
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..compiler.diagnostics import ModelError, first_line
+from ..compiler.diagnostics import EdgecError, ModelError, first_line
+from .engines import checked_engine
 from .outputs import CompiledOutput
 
 DEFAULT_TOLERANCE = 1e-4
@@ -44,14 +47,23 @@ def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: s
     """Run the split program in one process; returns the model outputs by name."""
     tensors: dict[str, np.ndarray] = dict(feeds)
     for stage in compiled.stages:
-        session = compiled.engine_session(stage["rank"], engine)
+        session = compiled.engine_session(stage.rank, engine)
         names = [i.name for i in session.get_inputs()]
         try:
             results = session.run(None, {n: tensors[n] for n in names})
+        except EdgecError:
+            raise
         except Exception as exc:
-            raise ModelError(f"stage {stage['rank']} failed in onnxruntime: {first_line(exc)}") from None
+            raise ModelError(f"stage {stage.rank} failed in {engine}: {first_line(exc)}") from None
         tensors.update(zip((o.name for o in session.get_outputs()), results))
-    return {spec["name"]: tensors[spec["name"]] for spec in compiled.manifest["model"]["outputs"]}
+    return {spec.name: tensors[spec.name] for spec in compiled.manifest.model.outputs}
+
+
+def run_distributed(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime",
+                    **options) -> dict[str, np.ndarray]:
+    """One frame through the real distributed program (mpirun); the model outputs by name."""
+    result = checked_engine(compiled, engine).run(compiled.root, feeds, keep_outputs=True, **options)
+    return {name: array[0] for name, array in result.outputs.items()}
 
 
 def run_reference(model: Path, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
@@ -86,9 +98,16 @@ def verify(
     tolerance: float = DEFAULT_TOLERANCE,
     model: str | Path | None = None,
     engine: str = "onnxruntime",
+    mpi: bool = False,
 ) -> VerifyReport:
+    """Compare `engine`'s outputs for `feeds` with the unsplit model's: in one process, or with
+    `mpi` (and always for whole-program engines) through mpirun."""
     compiled = CompiledOutput.open(out)
+    chosen = checked_engine(compiled, engine)
     reference = compiled.reference_model(model)
-    actual = run_stages(compiled, feeds, engine)
+    if mpi or not chosen.per_stage:
+        actual = run_distributed(compiled, feeds, engine)
+    else:
+        actual = run_stages(compiled, feeds, engine)
     expected = run_reference(reference, feeds, list(actual))
     return compare(actual, expected, tolerance)

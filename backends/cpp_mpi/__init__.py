@@ -6,5 +6,7 @@ from .build import build, program_path
 from .codegen import generate_main
 from .cmake import generate_cmake
 from .package import write_cpp, write_packages
+from .section import CppPackage, CppSection
 
-__all__ = ["build", "generate_cmake", "generate_main", "program_path", "write_cpp", "write_packages"]
+__all__ = ["CppPackage", "CppSection", "build", "generate_cmake", "generate_main", "program_path", "write_cpp",
+           "write_packages"]

@@ -2,66 +2,43 @@
 
 Why generated source, as AutoDiCE does: a device then needs neither Python nor edgec, only Open MPI,
 the TVM runtime library and this program. The per-model facts — which rank runs which stage,
-every boundary tensor with its type, shape and tag, the graph inputs and outputs — become short,
-readable tables and one function per stage; the frame loop, .npy I/O, errors and the report live
-in the hand-written `edgec_support.h` shipped beside it.
+every boundary tensor with its type, shape and tag, the graph inputs and outputs — come from
+the typed manifest alone (each stage's signature gives its `main`'s parameters and results in
+order; the sub-models are never opened) and become short, readable tables and one function per
+stage; the frame loop, .npy I/O, errors and the report live in the hand-written
+`edgec_support.h` shipped beside it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from ...compiler.diagnostics import UsageError
+from ..manifest import Manifest, StageEntry, TensorSpec, read_manifest
+from ..tvm.section import TvmSection
 
 DTYPES = {"float32": "edgec::f32", "int64": "edgec::i64"}
-_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 _KEYWORDS = {"auto", "int", "float", "double", "long", "char", "bool", "new", "delete", "class", "struct", "ctx",
              "stage", "return", "switch", "case", "default", "const", "void", "this", "template", "union", "edgec"}
 
 
-@dataclass(frozen=True)
-class Tensor:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    @property
-    def typed(self) -> str:
-        return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
-
-
-def stage_module(manifest: dict, rank: int) -> str:
+def stage_module(manifest: Manifest, rank: int) -> str:
     """The stage's TVM module path relative to OUT (the TVM backend's, or next to the sub-model)."""
-    for entry in manifest.get("tvm", {}).get("stages", []):
-        if entry["rank"] == rank:
-            return entry["module"]
-    return str(Path(manifest["stages"][rank]["model"]).with_suffix(".so").as_posix())
+    section = manifest.section("tvm")
+    entry = section.stage(rank) if isinstance(section, TvmSection) else None
+    if entry is not None:
+        return entry.module
+    return Path(manifest.stage(rank).model).with_suffix(".so").as_posix()
 
 
-def _io(model_path: Path, fallback: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """Parameters and results of the stage's `main`, in order (= the sub-model's graph inputs/outputs)."""
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-
-    def tensor(value: onnx.ValueInfoProto) -> Tensor:
-        kind = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in kind.shape.dim]
-        if None in dims or kind.elem_type not in _ONNX_DTYPES:
-            if value.name in fallback:
-                return fallback[value.name]
-        if kind.elem_type not in _ONNX_DTYPES:
-            raise UsageError(f"tensor '{value.name}' of {model_path.name} has an ONNX type the C++ backend does not "
-                             "support (float32 and int64 only)")
-        if None in dims:
-            raise UsageError(f"tensor '{value.name}' of {model_path.name} has a symbolic shape")
-        return Tensor(value.name, _ONNX_DTYPES[kind.elem_type], tuple(dims))
-
-    return ([tensor(v) for v in graph.input if v.name not in initializers], [tensor(v) for v in graph.output])
+def _signature(stage: StageEntry) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Parameters and results of the stage's `main`, in order (the manifest's stage signature)."""
+    if stage.signature is None:
+        raise UsageError(f"stage {stage.rank}: the manifest records no signature (written by an older edgec)",
+                         hint="compile the output again with this edgec")
+    return stage.signature.inputs, stage.signature.outputs
 
 
 def _identifier(name: str, taken: set[str]) -> str:
@@ -85,13 +62,14 @@ def _rows(entries: list[tuple[str, str]]) -> list[str]:
     return [f"    {code + ',':<{width + 1}}  // {comment}" for code, comment in entries]
 
 
-def _stage_function(rank: int, stage: dict, params: list[Tensor], results: list[Tensor], table: dict,
-                    manifest: dict) -> list[str]:
-    inputs = {spec["name"]: i for i, spec in enumerate(manifest["model"]["inputs"]) if spec["stage"] == rank}
-    outputs = {spec["name"]: i for i, spec in enumerate(manifest["model"]["outputs"]) if spec["stage"] == rank}
-    recvs = {r["tensor"]: r for r in table["recvs"]}
-    span = f"{stage.get('first_node', '?')} .. {stage.get('last_node', '?')}"
-    lines = [f"// Stage {rank} on {stage['device']}: {span} ({stage.get('nodes', 0)} nodes)",
+def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
+    rank = stage.rank
+    params, results = _signature(stage)
+    inputs = {spec.name: i for i, spec in manifest.stage_inputs(rank)}
+    outputs = {spec.name: i for i, spec in manifest.stage_outputs(rank)}
+    recvs = {i.tensor: i for i in stage.inputs if i.src is not None}
+    span = f"{stage.first_node or '?'} .. {stage.last_node or '?'}"
+    lines = [f"// Stage {rank} on {stage.device}: {span} ({stage.nodes} nodes)",
              f"int stage{rank}(edgec::Context& ctx) {{",
              f"  edgec::Stage stage(ctx, kStages[{rank}], static_cast<int>(kTransfers.size()));"]
     taken: set[str] = set()
@@ -106,32 +84,35 @@ def _stage_function(rank: int, stage: dict, params: list[Tensor], results: list[
             lines.append(f"  auto& {ident} = stage.{kind}({_cpp_str(t.name)}, {DTYPES[t.dtype]}, {{{dims}}});")
             if t.name in recvs:
                 r = recvs[t.name]
-                lines.append(f"  stage.recv({ident}, /*from=*/{r['peer']}, /*tag=*/{r['tag']});")
+                lines.append(f"  stage.recv({ident}, /*from=*/{r.src}, /*tag=*/{r.tag});")
             elif kind == "param" and t.name in inputs:
                 lines.append(f"  stage.feed({ident}, /*input=*/{inputs[t.name]});")
             elif kind == "param":
                 raise UsageError(f"stage {rank}: input '{t.name}' is neither received nor a graph input")
             if kind == "result" and t.name in outputs:
                 lines.append(f"  stage.keep({ident}, /*output=*/{outputs[t.name]});")
-    for s in table["sends"]:
-        if s["tensor"] not in idents:
-            raise UsageError(f"stage {rank}: sends '{s['tensor']}', which it neither computes nor receives")
-        lines.append(f"  stage.send({idents[s['tensor']]}, /*to=*/{s['peer']}, /*tag=*/{s['tag']});")
+    for s in stage.sends:
+        if s.tensor not in idents:
+            raise UsageError(f"stage {rank}: sends '{s.tensor}', which it neither computes nor receives")
+        lines.append(f"  stage.send({idents[s.tensor]}, /*to=*/{s.dst}, /*tag=*/{s.tag});")
     lines += ["  return edgec::run_stage(ctx, stage, kStages, kTransfers, kOutputs);", "}"]
     return lines
 
 
-def generate_main(out: str | Path, manifest: dict | None = None) -> str:
-    """The text of `cpp/main.cpp` for the compiled output at `out` (its manifest.json unless given)."""
-    out = Path(out)
-    manifest = manifest or json.loads((out / "manifest.json").read_text())
-    comm = json.loads((out / "comm.json").read_text())["ranks"]
-    stages = manifest["stages"]
-    model = Path(manifest["model"].get("path", "model.onnx")).name
-    devices = list(dict.fromkeys(s["device"] for s in stages))
+def model_name(manifest: Manifest) -> str:
+    """The source model's file name, which names the program in comments and packages."""
+    return Path(manifest.model.path or "model.onnx").name
+
+
+def generate_main(out: str | Path, manifest: Manifest | None = None) -> str:
+    """The text of `cpp/main.cpp` for the compiled output at `out` (its manifest.json unless given).
+    Everything comes from the manifest; the sub-models are not opened."""
+    manifest = manifest or read_manifest(out)
+    stages = manifest.stages
+    devices = list(dict.fromkeys(s.device for s in stages))
     lines = [
-        f"// main.cpp: the edgec pipeline program for {model}, {len(stages)} stages on {len(devices)} devices "
-        f"({', '.join(devices)}).",
+        f"// main.cpp: the edgec pipeline program for {model_name(manifest)}, {len(stages)} stages on "
+        f"{len(devices)} devices ({', '.join(devices)}).",
         "//",
         "// Generated by edgec's C++/MPI backend; regenerate rather than edit. Every MPI rank runs the one",
         "// stage its rank names (rank = stage), exchanging boundary tensors with the tags below.",
@@ -145,30 +126,23 @@ def generate_main(out: str | Path, manifest: dict | None = None) -> str:
         "// rank -> stage: device, TVM module (relative to ROOT), threads",
         "const std::vector<edgec::StageInfo> kStages = {",
     ]
-    lines += _rows([(f"{{{_cpp_str(s['device'])}, {_cpp_str(stage_module(manifest, s['rank']))}, "
-                     f"{s.get('threads') or 1}}}", f"rank {s['rank']}") for s in stages])
+    lines += _rows([(f"{{{_cpp_str(s.device)}, {_cpp_str(stage_module(manifest, s.rank))}, {s.threads or 1}}}",
+                     f"rank {s.rank}") for s in stages])
     lines += ["};", "", "// boundary tensors: tensor, from rank, to rank, tag, bytes per frame",
               "const std::vector<edgec::TransferInfo> kTransfers = {"]
-    lines += _rows([(f"{{{_cpp_str(t['tensor'])}, {t['src']}, {t['dst']}, {t['tag']}, {t['bytes']}}}",
-                     Tensor(t["tensor"], t["dtype"], tuple(t["shape"])).typed) for t in manifest["transfers"]])
+    lines += _rows([(f"{{{_cpp_str(t.tensor)}, {t.src}, {t.dst}, {t.tag}, {t.nbytes}}}", t.spec.typed)
+                    for t in manifest.transfers])
     lines += ["};", "", "// graph inputs (RUNDIR/input<i>.npy): name, reading rank"]
-    for i, spec in enumerate(manifest["model"]["inputs"]):
-        lines.append(f"//   input{i}: {spec['name']} {Tensor(spec['name'], spec['dtype'], tuple(spec['shape'])).typed}"
-                     f" -> rank {spec['stage']}")
+    for i, spec in enumerate(manifest.model.inputs):
+        lines.append(f"//   input{i}: {spec.name} {spec.typed} -> rank {spec.stage}")
     lines += ["// graph outputs (RUNDIR/output<i>.npy): name, producing rank",
               "const std::vector<edgec::OutputInfo> kOutputs = {"]
-    lines += _rows([(f"{{{_cpp_str(spec['name'])}, {spec['stage']}}}",
-                     Tensor(spec["name"], spec["dtype"], tuple(spec["shape"])).typed)
-                    for spec in manifest["model"]["outputs"]])
+    lines += _rows([(f"{{{_cpp_str(spec.name)}, {spec.stage}}}", spec.typed) for spec in manifest.model.outputs])
     lines += ["};", ""]
-    specs = {t["tensor"]: Tensor(t["tensor"], t["dtype"], tuple(t["shape"])) for t in manifest["transfers"]}
-    specs.update({s["name"]: Tensor(s["name"], s["dtype"], tuple(s["shape"]))
-                  for s in manifest["model"]["inputs"] + manifest["model"]["outputs"]})
     for s in stages:
-        params, results = _io(out / s["model"], specs)
-        lines += _stage_function(s["rank"], s, params, results, comm[s["rank"]], manifest) + [""]
+        lines += _stage_function(s, manifest) + [""]
     lines += ["}  // namespace", "", "int main(int argc, char** argv) {",
               "  edgec::Context ctx = edgec::parse_args(argc, argv, kStages);", "  switch (ctx.rank) {"]
-    lines += [f"    case {s['rank']}: return stage{s['rank']}(ctx);" for s in stages]
+    lines += [f"    case {s.rank}: return stage{s.rank}(ctx);" for s in stages]
     lines += ["  }", "  return 2;", "}", ""]
     return "\n".join(lines)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import tarfile
 from importlib import resources
 from pathlib import Path
 
 from ...compiler.diagnostics import UsageError
+from ..manifest import Manifest, read_manifest
+from .build import PROGRAM
 from .cmake import generate_cmake
-from .codegen import generate_main, stage_module
+from .codegen import generate_main, model_name, stage_module
+from .section import CppPackage, CppSection
 
 HEADERS = ("edgec_support.h", "edgec_stage.h", "edgec_report.h")
 
@@ -44,8 +46,8 @@ exec mpirun -np {ranks} --hostfile "$hostfile" --rankfile rankfile -x TVM_NUM_TH
 
 def tvm_runtime(arch: str) -> tuple[Path, Path] | None:
     """(folder of libtvm_runtime.so + libtvm_ffi.so, folder of the tvm-ffi headers) for `arch`: the
-    installed wheels for this machine's architecture, else the TVM backend's download cache."""
-    from ..tvm.emulate import cache_root
+    installed wheels for this machine's architecture, else the one `edgec fetch-runtime` cached."""
+    from ..tvm.runtime_cache import find_runtime
     from ..tvm.targets import host_arch
 
     if arch == host_arch():
@@ -60,10 +62,11 @@ def tvm_runtime(arch: str) -> tuple[Path, Path] | None:
         if (lib / "libtvm_runtime.so").is_file() and (ffi / "lib" / "libtvm_ffi.so").is_file():
             return lib, ffi
         return None
-    for root in sorted((cache_root() / f"tvm-{arch}").glob("*/"), reverse=True):
-        if (root / "lib" / "libtvm_runtime.so").is_file() and (root / "include" / "tvm" / "ffi").is_dir():
-            return root / "lib", root
-    return None
+    try:
+        root = find_runtime(arch)
+    except UsageError:
+        return None
+    return (root / "lib", root) if root is not None else None
 
 
 def _add_runtime(tar: tarfile.TarFile, top: str, arch: str) -> bool:
@@ -82,17 +85,37 @@ def _header(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-def write_cpp(out: str | Path, manifest: dict | None = None) -> list[Path]:
-    """Write OUT/cpp/{main.cpp, CMakeLists.txt, edgec_*.h}; returns the written paths."""
+def _record(out: Path, manifest: Manifest, packages: tuple[CppPackage, ...] | None = None) -> None:
+    """Add (or refresh) the `cpp` section of an output written earlier, for write_cpp/write_packages
+    called on their own: what is in OUT/cpp, and the packages (kept from before unless given)."""
+    from ..artifacts import add_section
+
+    previous = manifest.section("cpp")
+    if packages is None:
+        kept = previous.packages if isinstance(previous, CppSection) else ()
+        packages = tuple(p for p in kept if (out / p.path).is_file())
+    add_section(out, "cpp", cpp_section(out, packages))
+
+
+def cpp_section(out: Path, packages: tuple[CppPackage, ...]) -> CppSection:
+    sources = tuple(p.relative_to(out).as_posix() for p in sorted((out / "cpp").iterdir()) if p.is_file())
+    return CppSection(sources=sources, program=f"build/{PROGRAM}", packages=packages)
+
+
+def write_cpp(out: str | Path, manifest: Manifest | None = None) -> list[Path]:
+    """Write OUT/cpp/{main.cpp, CMakeLists.txt, edgec_*.h}; returns the written paths. Without
+    `manifest` (an output written earlier) its manifest.json gains the `cpp` section."""
     out = Path(out)
-    manifest = manifest or json.loads((out / "manifest.json").read_text())
-    model = Path(manifest["model"].get("path", "model.onnx")).name
+    standalone = manifest is None
+    manifest = manifest or read_manifest(out)
     cpp = out / "cpp"
     cpp.mkdir(exist_ok=True)
-    texts = {"main.cpp": generate_main(out, manifest), "CMakeLists.txt": generate_cmake(model)}
+    texts = {"main.cpp": generate_main(out, manifest), "CMakeLists.txt": generate_cmake(model_name(manifest))}
     texts.update({name: _header(name) for name in HEADERS})
     for name, text in texts.items():
         (cpp / name).write_text(text)
+    if standalone:
+        _record(out, manifest)
     return [cpp / name for name in texts]
 
 
@@ -103,25 +126,24 @@ def _add_text(tar: tarfile.TarFile, name: str, text: str, mode: int = 0o644) -> 
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_packages(out: str | Path, manifest: dict | None = None) -> list[Path]:
+def build_packages(out: Path, manifest: Manifest) -> tuple[CppPackage, ...]:
     """One OUT/packages/<device>.tar.gz per device; needs OUT/cpp and the stages' TVM modules.
     Each also carries the TVM runtime of the device's architecture (tvm/lib, tvm/include) when
     one is at hand, so the board needs only a C++ compiler, CMake and Open MPI."""
-    out = Path(out)
-    manifest = manifest or json.loads((out / "manifest.json").read_text())
     if not (out / "cpp" / "main.cpp").is_file():
         write_cpp(out, manifest)
-    model = Path(manifest["model"].get("path", "model.onnx")).name
-    run = RUN_SCRIPT.format(model=model, ranks=len(manifest["stages"]))
+    model = model_name(manifest)
+    run = RUN_SCRIPT.format(model=model, ranks=len(manifest.stages))
     (out / "packages").mkdir(exist_ok=True)
-    written = []
+    packages = []
     top = f"edgec-{Path(model).stem}"
-    for device in dict.fromkeys(s["device"] for s in manifest["stages"]):
-        modules = [stage_module(manifest, s["rank"]) for s in manifest["stages"] if s["device"] == device]
+    for device in dict.fromkeys(s.device for s in manifest.stages):
+        modules = [stage_module(manifest, s.rank) for s in manifest.stages if s.device == device]
         for module in modules:
             if not (out / module).is_file():
                 raise UsageError(f"stage module '{module}' is missing", hint="compile the stages with TVM first")
         path = out / "packages" / f"{device}.tar.gz"
+        arch = manifest.device(device).arch
         with tarfile.open(path, "w:gz") as tar:
             for file in sorted((out / "cpp").iterdir()):
                 tar.add(file, f"{top}/cpp/{file.name}")
@@ -129,6 +151,18 @@ def write_packages(out: str | Path, manifest: dict | None = None) -> list[Path]:
             for module in modules:
                 tar.add(out / module, f"{top}/{module}")
             _add_text(tar, f"{top}/run.sh", run, 0o755)
-            _add_runtime(tar, top, manifest["platform"]["devices"].get(device, {}).get("arch", "x86_64"))
-        written.append(path)
-    return written
+            bundled = _add_runtime(tar, top, arch)
+        packages.append(CppPackage(device, path.relative_to(out).as_posix(), arch, bundled))
+    return tuple(packages)
+
+
+def write_packages(out: str | Path, manifest: Manifest | None = None) -> list[Path]:
+    """Write the per-device packages (`build_packages`); returns their paths. Without `manifest`
+    (an output written earlier) its manifest.json's `cpp` section lists them."""
+    out = Path(out)
+    standalone = manifest is None
+    manifest = manifest or read_manifest(out)
+    packages = build_packages(out, manifest)
+    if standalone:
+        _record(out, manifest, packages)
+    return [out / p.path for p in packages]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .submodels import StageModel, extract_stage, write_stage_models
+from .submodels import StageModel, extract_stage, write_stage_files, write_stage_models
 
-__all__ = ["StageModel", "extract_stage", "write_stage_models"]
+__all__ = ["StageModel", "extract_stage", "write_stage_files", "write_stage_models"]

@@ -1,8 +1,9 @@
 """Cut one ONNX sub-model per stage out of the split program.
 
-A stage's inputs are its Recv'd tensors plus the graph inputs it owns; its outputs are the
-tensors it sends plus the graph outputs it produces. Boundary tensors keep their original
-names, so `comm.json`, the manifest and the sub-models all speak of the same tensor.
+A stage's inputs and outputs, in order, are those of `stage_io.py` (the graph inputs it owns,
+then what it receives; what it sends, then the graph outputs it computes), so the sub-model
+matches the signature the manifest records. Boundary tensors keep their original names, so
+`comm.json`, the manifest and the sub-models all speak of the same tensor.
 Weights are shared with the program (onnx-ir clones nodes, not tensors) and written once;
 stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights get an external data file (streamed
 from the memory-mapped source); smaller stages hold their weights inline. Either way an
@@ -17,9 +18,9 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from ...compiler.annotations import BOUNDARY, is_edgec_op
 from ...compiler.diagnostics import ModelError, first_line
 from ...compiler.program import Program
+from ..stage_io import stage_io
 
 EXTERNAL_DATA_THRESHOLD = 64 << 20
 MIN_IR_VERSION = 7
@@ -32,6 +33,7 @@ class StageModel:
     inputs: list[str]
     outputs: list[str]
     weight_bytes: int
+    external_data: str | None = None
 
     def inline_weights(self) -> None:
         """Give lazily loaded weights in-memory tensors, so `ir.save` embeds them instead of referring to the source."""
@@ -43,52 +45,45 @@ class StageModel:
 def extract_stage(program: Program, index: int, stage_nodes: list[ir.Node] | None = None) -> StageModel:
     """The sub-model of stage `index`; pass `stage_nodes` (from `Program.nodes_by_stage`) to skip a graph scan."""
     graph = program.graph
-    members = stage_nodes if stage_nodes is not None else program.stage_nodes(index)
-    nodes = [n for n in members if not is_edgec_op(n)]
-    received = [n.outputs[0] for n in members if is_edgec_op(n, "Recv")]
-    owned = [v for v in graph.inputs if program.input_owner.get(v.name) == index and v.uses()]
-    sent = [n.inputs[0] for n in members if is_edgec_op(n, "Send")]
-    computed = {id(v) for n in nodes for v in n.outputs}
-    outputs = _unique([v for v in sent + list(graph.outputs) if id(v) in computed])
-    inputs = owned + received
-    if not outputs:
+    io = stage_io(program, index, stage_nodes)
+    if not io.outputs:
         raise ModelError(f"stage {index} computes nothing that is used (no outputs); check the placement")
-    initializers = {v.name: v for n in nodes for v in n.inputs if v is not None and v.is_initializer()}
+    initializers = {v.name: v for n in io.nodes for v in n.inputs if v is not None and v.is_initializer()}
     view = ir.GraphView(
-        inputs, outputs, nodes=nodes, initializers=list(initializers.values()),
+        io.inputs, io.outputs, nodes=io.nodes, initializers=list(initializers.values()),
         opset_imports={k: v for k, v in graph.opset_imports.items() if k != "edgec"},
         name=f"{graph.name or 'model'}_stage{index}",
     )
     sub = view.clone()
-    original_name = {v.name: v.meta[BOUNDARY] for v in received}
-    for value in sub.inputs:
-        value.name = original_name.get(value.name, value.name)
+    for value, original in zip(sub.inputs, io.inputs):
+        value.name = io.input_name(original)
     model = ir.Model(sub, ir_version=max(program.model.ir_version, MIN_IR_VERSION), producer_name="edgec")
     weight_bytes = sum(v.const_value.nbytes for v in initializers.values() if v.const_value is not None)
     return StageModel(index, model, [v.name for v in sub.inputs], [v.name for v in sub.outputs], weight_bytes)
 
 
-def _unique(values: list[ir.Value]) -> list[ir.Value]:
-    seen: set[int] = set()
-    return [v for v in values if not (id(v) in seen or seen.add(id(v)))]
-
-
-def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[int, Path]:
-    """Write and check each stage's sub-model; `directory_of` maps stage → device directory."""
-    written: dict[int, Path] = {}
+def write_stage_files(program: Program, path_of: dict[int, Path]) -> dict[int, StageModel]:
+    """Write and check each stage's sub-model at `path_of[stage]` (external data beside it when big)."""
+    written: dict[int, StageModel] = {}
     by_stage = program.nodes_by_stage()
     for stage in program.stages:
         sm = extract_stage(program, stage.index, by_stage[stage.index])
-        directory = directory_of[stage.index]
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"stage{stage.index}.onnx"
-        external = f"stage{stage.index}.onnx.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
-        if external is None:
+        path = path_of[stage.index]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sm.external_data = f"{path.name}.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
+        if sm.external_data is None:
             sm.inline_weights()
-        ir.save(sm.model, path, external_data=external)
+        ir.save(sm.model, path, external_data=sm.external_data)
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as exc:
             raise ModelError(f"sub-model of stage {stage.index} fails the ONNX checker: {first_line(exc)}") from None
-        written[stage.index] = path
+        written[stage.index] = sm
     return written
+
+
+def write_stage_models(program: Program, directory_of: dict[int, Path]) -> dict[int, Path]:
+    """Write and check each stage's sub-model as `stage<k>.onnx`; `directory_of` maps stage → device directory."""
+    paths = {s.index: directory_of[s.index] / f"stage{s.index}.onnx" for s in program.stages}
+    write_stage_files(program, paths)
+    return paths

@@ -2,8 +2,9 @@
 
 `compile_stage` is one stage: import (frontend.py), the CPU pipeline with edgec's schedules
 (lowering.py) or TVM's default GPU pipeline, then `export_library`, cross-linked when the device
-is another architecture. `compile_output` does every stage of a compiled output and returns the
-manifest section: per stage the target, module path, sha256 and compile seconds.
+is another architecture. `compile_output` does every stage of a compiled output, as its manifest
+lists them, and returns the `tvm` section (`section.py`): per stage the target, module path,
+sha256 and compile seconds.
 
 Why processes: TVM's compile is mostly single-threaded Python and LLVM, so independent stages
 compile in parallel in worker processes (spawned: a forked TVM is not safe) when there is
@@ -18,14 +19,15 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ...compiler.diagnostics import EdgecError, ModelError, UsageError
 from ...compiler.platform import Device
-from ..manifest import sha256_file
+from ..backend import Progress
+from ..manifest import Manifest, read_manifest, sha256_file
+from .section import TvmSection, TvmStage
 from .targets import TargetSpec, select_target
 
-Progress = Callable[[str], None]
 PARALLEL_MIN_NODES = 150
 
 
@@ -113,22 +115,10 @@ def _raise(error: tuple) -> None:
     raise UsageError(message, hint=hint)
 
 
-def _stages(program_or_manifest, out_dir: Path) -> list[tuple[int, Device, str, Path, int]]:
-    """(rank, device, resource, sub-model path, node count) of every stage, from a Program or a
-    manifest dict."""
-    if isinstance(program_or_manifest, dict):
-        devices = {name: Device(name=name, **props)
-                   for name, props in program_or_manifest["platform"]["devices"].items()}
-        return [(s["rank"], devices.get(s["device"]) or Device(s["device"]), s.get("resource") or "cpu",
-                 out_dir / s["model"], s.get("nodes") or 0) for s in program_or_manifest["stages"]]
-    from ...compiler.annotations import stage_of
-
-    program = program_or_manifest
-    counts: dict[int, int] = {}
-    for node in program.nodes():
-        counts[stage_of(node)] = counts.get(stage_of(node), 0) + 1
-    return [(s.index, program.platform.devices.get(s.device) or Device(s.device), s.resource or "cpu",
-             out_dir / "devices" / s.device / f"stage{s.index}.onnx", counts.get(s.index, 0)) for s in program.stages]
+def _stages(manifest: Manifest, out_dir: Path) -> list[tuple[int, Device, str, Path, int]]:
+    """(rank, device, resource, sub-model path, node count) of every stage."""
+    return [(s.rank, manifest.device(s.device), s.resource or "cpu", out_dir / s.model, s.nodes)
+            for s in manifest.stages]
 
 
 def default_jobs(stages: int, nodes: int) -> int:
@@ -142,20 +132,26 @@ def default_jobs(stages: int, nodes: int) -> int:
     return max(1, min(stages, os.cpu_count() or 1))
 
 
+def _entry(rank: int, device: Device, resource: str, module: str, info: dict) -> TvmStage:
+    return TvmStage(rank, device.name, resource, module, info["target"], info["arch"], info["cross_compiler"],
+                    info["sha256"], info["bytes"], info["compile_seconds"], info.get("device_kernels"),
+                    tuple(info["device_code"]) if "device_code" in info else None)
+
+
 def compile_output(
-    program_or_manifest,
+    manifest: Manifest,
     out_dir: str | Path,
     progress: Progress = lambda _msg: None,
     *,
     jobs: int | None = None,
-) -> dict:
-    """Compile every stage whose sub-model is already written under `out_dir`.
+) -> TvmSection:
+    """Compile every stage whose sub-model is already written under `out_dir` (as `manifest` lists them).
 
     Returns the manifest's `tvm` section: versions, wall time, workers, and per stage (by rank)
     the module path (relative to `out_dir`), target, arch, sha256 and compile seconds.
     """
     out_dir = Path(out_dir)
-    stages = _stages(program_or_manifest, out_dir)
+    stages = _stages(manifest, out_dir)
     specs = {rank: select_target(device, resource) for rank, device, resource, _, _ in stages}
     for rank, _, _, model, _ in stages:
         if not model.is_file():
@@ -182,32 +178,15 @@ def compile_output(
                     _raise(value)
                 results[rank] = value
                 progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s")
-    entries = []
-    for rank, device, resource, model, _ in stages:
-        entry = {"rank": rank, "device": device.name, "resource": resource,
-                 "module": model.with_suffix(".so").relative_to(out_dir).as_posix(), **results[rank]}
-        entry.pop("tvm")
-        entries.append(entry)
-    return {"versions": tvm_versions(), "wall_seconds": round(time.perf_counter() - start, 3), "jobs": jobs,
-            "stages": entries}
+    entries = tuple(_entry(rank, device, resource, model.with_suffix(".so").relative_to(out_dir).as_posix(),
+                           results[rank]) for rank, device, resource, model, _ in stages)
+    return TvmSection(tvm_versions(), round(time.perf_counter() - start, 3), jobs, entries)
 
 
-def compile_directory(out: str | Path, progress: Progress = lambda _msg: None, *, jobs: int | None = None) -> dict:
+def compile_directory(out: str | Path, progress: Progress = lambda _msg: None, *, jobs: int | None = None) -> Manifest:
     """Add TVM modules to an output the ONNX backend already wrote: compile, then rewrite
-    `manifest.json` with the `tvm` section and the new files' sha256 (temp file, then rename)."""
-    import json
+    `manifest.json` with the `tvm` section, `tvm` among its backends, and the new files' sha256."""
+    from ..artifacts import add_section
 
     out = Path(out)
-    path = out / "manifest.json"
-    if not path.is_file():
-        raise UsageError(f"'{out}' is not an edgec output directory (no manifest.json)")
-    manifest = json.loads(path.read_text())
-    manifest["tvm"] = compile_output(manifest, out, progress, jobs=jobs)
-    files = manifest.setdefault("files", {})
-    for entry in manifest["tvm"]["stages"]:
-        files[entry["module"]] = entry["sha256"]
-    manifest["files"] = dict(sorted(files.items()))
-    tmp = path.with_name("manifest.json.part")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(path)
-    return manifest
+    return add_section(out, "tvm", compile_output(read_manifest(out), out, progress, jobs=jobs))

@@ -2,36 +2,29 @@
 
 Why: a cross-compiled module cannot be loaded by this machine's TVM, yet `verify` and the
 tests should check that it computes the right thing. `runner.cc` (a 100-line TVM runtime
-client) is cross-compiled against the aarch64 wheels' `libtvm_runtime.so`/`libtvm_ffi.so`,
-which `pip download` fetches once, for exactly the installed TVM version, into
-`~/.cache/edgec/tvm-<arch>/<version>/` (only the two libraries and the headers are kept).
-Tensors travel through a temp directory as raw bytes (see runner.cc for the format).
+client) is cross-compiled against the aarch64 `libtvm_runtime.so`/`libtvm_ffi.so` that
+`edgec fetch-runtime aarch64` put in the cache (`runtime_cache.py`); nothing is downloaded
+here. Tensors travel through a temp directory as raw bytes (see runner.cc for the format).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ...compiler.diagnostics import UsageError
+from .runtime_cache import runtime_dir
 
 RUNNER_SOURCE = Path(__file__).with_name("runner.cc")
 _ELF_MACHINES = {0x3E: "x86_64", 0xB7: "aarch64", 0x28: "armv7", 0xF3: "riscv64"}
-_QEMU = {"aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu", "aarch64-linux-gnu-g++", "manylinux_2_28_aarch64")}
+_QEMU = {"aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu", "aarch64-linux-gnu-g++")}
 _DLPACK_CODES = {"f": 2, "i": 0, "u": 1, "b": 6}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGEC_CACHE", "~/.cache/edgec")).expanduser()
 
 
 def elf_arch(path: str | Path) -> str | None:
@@ -43,56 +36,19 @@ def elf_arch(path: str | Path) -> str | None:
     return _ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), f"elf-machine-{header[18]}")
 
 
-def _tools(arch: str) -> tuple[str, str, str, str]:
+def _tools(arch: str) -> tuple[str, str, str]:
     if arch not in _QEMU:
         raise UsageError(f"cannot emulate {arch} modules here (supported: {', '.join(_QEMU)})")
-    qemu, sysroot, compiler, platform = _QEMU[arch]
+    qemu, sysroot, compiler = _QEMU[arch]
     for tool, package in ((qemu, "qemu-user"), (compiler, f"g++-{arch}-linux-gnu")):
         if shutil.which(tool) is None:
             raise UsageError(f"running {arch} modules needs '{tool}', which is not installed", hint=f"apt-get install {package}")
-    return qemu, sysroot, compiler, platform
-
-
-def runtime_dir(arch: str = "aarch64") -> Path:
-    """The TVM runtime libraries and headers for `arch`, downloaded with pip on first use."""
-    _, _, _, platform = _tools(arch)
-    versions = {d: importlib.metadata.version(d) for d in ("apache-tvm", "apache-tvm-ffi")}
-    root = cache_root() / f"tvm-{arch}" / f"{versions['apache-tvm']}-ffi{versions['apache-tvm-ffi']}"
-    if (root / "lib" / "libtvm_runtime.so").is_file() and (root / "lib" / "libtvm_ffi.so").is_file():
-        return root
-    wheels = cache_root() / f"tvm-{arch}" / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform", platform,
-               "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}", "-d", str(wheels),
-               *(f"{d}=={v}" for d, v in versions.items())]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UsageError(f"could not download the {arch} TVM runtime with pip: {done.stderr.strip().splitlines()[-1:]}")
-    tmp = Path(tempfile.mkdtemp(dir=wheels))
-    (tmp / "lib").mkdir()
-    for wheel in wheels.glob("*.whl"):
-        if not any(wheel.name.startswith(f"{d.replace('-', '_')}-{v}-") for d, v in versions.items()):
-            continue
-        with zipfile.ZipFile(wheel) as zf:
-            for name in zf.namelist():
-                if name.endswith(("/libtvm_runtime.so", "/libtvm_ffi.so")) and "/lib/" in name:
-                    (tmp / "lib" / Path(name).name).write_bytes(zf.read(name))
-                elif name.startswith("tvm_ffi/include/") and not name.endswith("/"):
-                    target = tmp / "include" / name.removeprefix("tvm_ffi/include/")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(zf.read(name))
-    if not (tmp / "lib" / "libtvm_runtime.so").is_file() or not (tmp / "lib" / "libtvm_ffi.so").is_file():
-        raise UsageError(f"the downloaded {arch} wheels hold no libtvm_runtime.so/libtvm_ffi.so")
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.rename(root)
-    shutil.rmtree(wheels, ignore_errors=True)
-    return root
+    return qemu, sysroot, compiler
 
 
 def runner(arch: str = "aarch64") -> Path:
     """The stage runner cross-compiled for `arch` (rebuilt when runner.cc changes)."""
-    _, _, compiler, _ = _tools(arch)
+    _, _, compiler = _tools(arch)
     root = runtime_dir(arch)
     digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:12]
     path = root / f"runner-{digest}"
@@ -110,7 +66,7 @@ def runner(arch: str = "aarch64") -> Path:
 def run_module(module: str | Path, inputs: list[np.ndarray], *, timeout: float = 600) -> list[np.ndarray]:
     """Run `main` of a foreign-architecture module once on `inputs` (positional); its outputs."""
     arch = elf_arch(module)
-    qemu, sysroot, _, _ = _tools(arch or "?")
+    qemu, sysroot, _ = _tools(arch or "?")
     program = runner(arch)
     root = program.parent
     with tempfile.TemporaryDirectory(prefix="edgec-qemu-") as tmp:

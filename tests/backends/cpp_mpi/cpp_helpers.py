@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 import edgec
 from edgec.backends.cpp_mpi import build, write_cpp
 from edgec.backends.tvm import compile_directory
+from edgec.backends.tvm.runtime_cache import fetch_runtime
+from edgec.compiler.diagnostics import UsageError
 from tiny_cnn import build as build_tiny
 
 TOLERANCE = 1e-4
@@ -47,3 +50,11 @@ def reference(model: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+
+
+def aarch64_runtime() -> Path:
+    """The cached aarch64 TVM runtime, fetched now if `make setup` did not; skip only if that fails."""
+    try:
+        return fetch_runtime("aarch64")
+    except UsageError as exc:
+        pytest.skip(f"the aarch64 TVM runtime is not cached and cannot be fetched: {exc.message}")

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
+from cpp_helpers import aarch64_runtime, tiny_output
+
 from edgec.backends.cpp_mpi import write_cpp
-from edgec.backends.tvm.emulate import runtime_dir
-from cpp_helpers import tiny_output
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ from cpp_helpers import tiny_output
 def test_main_cpp_compiles_for_aarch64(tmp_path):
     out = tiny_output(tmp_path)
     write_cpp(out)
-    tvm = runtime_dir("aarch64")
+    tvm = aarch64_runtime()
     mpi = subprocess.run(["mpicxx", "--showme:compile"], capture_output=True, text=True, check=True).stdout.split()
     obj = tmp_path / "main.o"
     subprocess.run(["aarch64-linux-gnu-g++", "-std=c++17", "-c", str(out / "cpp" / "main.cpp"), "-o", str(obj),

@@ -7,6 +7,7 @@ Regenerate after an intended change with
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,24 @@ def test_main_cpp(tiny_out) -> None:
 
 def test_cmake(tiny_out) -> None:
     check("tiny_cnn.CMakeLists.txt", generate_cmake("tiny_cnn.onnx"))
+
+
+def test_main_cpp_comes_from_the_manifest_alone(tiny_out, tmp_path, monkeypatch) -> None:
+    """With every sub-model gone and ONNX loading broken, the same main.cpp is generated."""
+    import onnx
+    import onnx_ir
+
+    copy = tmp_path / "out"
+    shutil.copytree(tiny_out, copy)
+    for model in copy.rglob("*.onnx"):
+        model.unlink()
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the C++ backend opened an ONNX file")
+
+    for module, name in ((onnx, "load"), (onnx, "load_model"), (onnx_ir, "load")):
+        monkeypatch.setattr(module, name, refuse)
+    check("tiny_cnn.main.cpp", generate_main(copy))
 
 
 def test_generated_code_is_deterministic(tiny_out) -> None:

@@ -2,8 +2,8 @@
 
 Why: a cross-compiled module that links but targets the wrong ISA, or computes something
 else, would only show up on the device. The aarch64 stage is run here under qemu-user by the
-cross-compiled runner (TVM runtime from the aarch64 wheels, fetched once by pip into
-~/.cache/edgec) and compared with onnxruntime; the CUDA stage cannot run without a GPU, so the
+cross-compiled runner (TVM runtime from the aarch64 wheels, which `edgec fetch-runtime
+aarch64` keeps in ~/.cache/edgec; the fixture fetches it if `make setup` did not) and compared with onnxruntime; the CUDA stage cannot run without a GPU, so the
 test checks that real CUDA kernels were generated and embedded.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tvm_helpers import TOLERANCE, rel_err
+from tvm_helpers import TOLERANCE, aarch64_runtime, rel_err
 
 import edgec
 from tiny_cnn import build
@@ -50,6 +50,7 @@ def cross_tools() -> None:
 
 @pytest.fixture(scope="module")
 def output(cross_tools, tmp_path_factory) -> Path:
+    aarch64_runtime()
     directory = tmp_path_factory.mktemp("cross")
     out = directory / "out"
     edgec.compile(build(), PLAN, out)
