@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..compiler.diagnostics import UsageError
-from ..compiler.facts import fact_names
+from ..compiler.pass_manager import missing_facts_text
 from ..compiler.program import Program
 from .backend import Backend, Progress
 from .comm_tables import comm_tables, rankfile_text
@@ -33,7 +33,7 @@ def check_facts(program: Program, backends: Sequence[Backend]) -> None:
     for backend in backends:
         missing = backend.requires - program.facts
         if missing:
-            raise UsageError(f"backend '{backend.name}' needs the program to be {fact_names(missing)}, which it is not",
+            raise UsageError(f"backend '{backend.name}' {missing_facts_text(missing)}",
                              hint="run the passes that provide them first (edgec.passes.default_pipeline())")
 
 
@@ -63,12 +63,17 @@ def write_artifacts(
     progress: Progress = lambda _msg: None,
     backends: Sequence[str] = ("onnx",),
     force: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Manifest:
     """Write OUT with the requested backends (ONNX sub-models always); returns the manifest written.
-    `force` writes beside files edgec did not write instead of refusing (see `output_dir`)."""
+    `force` writes beside files edgec did not write instead of refusing (see `output_dir`);
+    `extra_files` (relative path → bytes) are written too and hashed like the rest."""
     chosen = resolve_backends(backends)
     check_facts(program, chosen)
     with atomic_directory(out, force=force, progress=progress) as tmp:
+        for name, data in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
         (tmp / "rankfile").write_text(rankfile_text(program))
         (tmp / "comm.json").write_text(json.dumps(comm_tables(program), indent=2) + "\n")
         manifest = build_manifest(program, model_info=model_info, plan_info=plan_info,

@@ -191,6 +191,11 @@ def _default_providers() -> Providers:
     return providers_of
 
 
+def missing_facts_text(missing: Iterable[Fact]) -> str:
+    """`needs the fact 'comm' (provided by 'comm-insert'), which the program does not have`."""
+    return _missing_text(missing, _default_providers())
+
+
 def _missing_text(missing: Iterable[Fact], providers: Providers) -> str:
     """`needs the fact 'staged' (provided by 'split'), which the program does not have`."""
     parts = []

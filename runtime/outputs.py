@@ -63,6 +63,8 @@ class CompiledOutput:
         if override is None and not self.manifest.model.path:
             raise UsageError("the manifest records no source model path; pass --model")
         path = Path(override) if override else Path(self.manifest.model.path)
+        if override is None and not path.is_absolute():
+            path = self.root / path
         if not path.is_file():
             raise UsageError(f"reference model '{path}' not found; pass --model to point at the unsplit model")
         return path
