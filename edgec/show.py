@@ -26,6 +26,28 @@ def _shape(value: ir.Value) -> str:
     return "x".join(str(d) for d in value.shape) if value.shape is not None else "?"
 
 
+def model_json(path: Path, input_shapes: dict) -> dict:
+    """What `edgec show MODEL --json` prints: every node with op, output shapes, params and MACs."""
+    model = load_model(path, input_shapes=input_shapes)
+    nodes = [{"index": i, "name": n.name, "op": n.op_type, "output_shapes": [list(v.shape) for v in n.outputs],
+              "params": params(n), "macs": macs(n)} for i, n in enumerate(model.graph)]
+    return {"model": str(path), "inputs": [{"name": v.name, "dtype": v.dtype.numpy().name, "shape": list(v.shape)}
+                                           for v in model.graph.inputs],
+            "nodes": nodes, "params": sum(n["params"] for n in nodes), "macs": sum(n["macs"] for n in nodes)}
+
+
+def output_json(root: Path) -> dict:
+    """What `edgec show OUT --json` prints: the stages, boundary tensors and splits of the manifest."""
+    m = CompiledOutput.open(root).manifest
+    return {"out": str(root), "backends": list(m.backends),
+            "stages": [{"rank": s.rank, "device": s.device, "resource": s.resource, "threads": s.threads,
+                        "nodes": s.nodes, "first_node": s.first_node, "last_node": s.last_node, "model": s.model}
+                       for s in m.stages],
+            "transfers": [{"tag": t.tag, "tensor": t.tensor, "src": t.src, "dst": t.dst, "shape": list(t.shape),
+                           "wire": t.wire, "bytes": t.nbytes} for t in m.transfers],
+            "splits": [split.to_json() for split in m.splits]}
+
+
 def show_model(path: Path, input_shapes: dict, console: Console) -> None:
     model = load_model(path, input_shapes=input_shapes)
     table = Table(title=f"{path.name}: {len(model.graph)} nodes in topological order")

@@ -139,3 +139,12 @@ def test_print_after_into_a_closed_pipe_still_writes_the_output(tmp_path, model)
     assert done.stdout.startswith("// IR after")
     assert (out / "manifest.json").is_file(), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_show_prints_json_for_a_model_and_an_output(tmp_path, model):
+    out = tmp_path / "out"
+    assert edgec("compile", model, "--plan", plan_file(tmp_path), "-o", out).exit_code == 0
+    shown = json.loads(cli("show", out, "--json").stdout)
+    assert shown["command"] == "show" and len(shown["stages"]) == 3 and shown["transfers"][0]["bytes"] > 0
+    nodes = json.loads(cli("show", model, "--json").stdout)["nodes"]
+    assert nodes[0]["name"] == "stem" and nodes[0]["macs"] > 0
