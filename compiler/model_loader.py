@@ -4,11 +4,16 @@ Passes assume: every node has a unique name plans can refer to, every value has 
 shape and a dtype, weights are initializers (not graph inputs, not `ConstantOfShape`
 chains). Real models rarely arrive like that, so loading normalizes them:
 
-1. refuse external-data paths that leave the model's directory (nothing is read first);
-2. initializers listed as graph inputs (old model-zoo convention) become plain weights;
-3. unnamed nodes get `<op_type>_<index>` (index in the original node list), duplicates a suffix;
-4. symbolic input dims are fixed from the plan or `--input-shape`;
-5. shape inference and constant folding alternate until nothing changes.
+1. refuse external-data paths that leave the model's directory (nothing is read first), and a
+   file that is truncated or no ONNX model at all, saying so with its size;
+2. models older than opset 9 are converted to opset 9 by `onnx.version_converter` (reported
+   through `progress`); only what the converter cannot convert is refused;
+3. initializers listed as graph inputs (old model-zoo convention) become plain weights;
+4. unnamed nodes get `<op_type>_<index>` (index in the original node list), duplicates a suffix;
+5. nodes listed out of topological order are sorted; a graph with a cycle is refused, naming
+   the nodes on the cycle (no pass could make sense of it);
+6. symbolic input dims are fixed from the plan or `--input-shape`;
+7. shape inference and constant folding alternate until nothing changes.
 
 Weights are never read at load time: external data stays on disk, and a single-file model's
 initializers become `onnx_ir.ExternalTensor`s into the model file itself (`onnx_wire`).
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -27,9 +32,11 @@ import onnx_ir.passes.common as common_passes
 from onnx.reference import ReferenceEvaluator
 
 from .diagnostics import ModelError, UsageError, closest, first_line
-from .onnx_wire import load_without_weights
+from .onnx_wire import WireFormatError, load_without_weights
 
 MIN_OPSET = 9
+MAX_DIM = 2**31 - 1
+Progress = Callable[[str], None]
 _NOT_FOLDABLE = {
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
     "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "Dropout",
@@ -40,9 +47,10 @@ def load_model(
     source: str | os.PathLike | onnx.ModelProto | ir.Model,
     *,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    progress: Progress | None = None,
 ) -> ir.Model:
     """Read `source` and normalize it (see module docstring). Raises ModelError/UsageError."""
-    return normalize_model(read_model(source), input_shapes=input_shapes)
+    return normalize_model(read_model(source), input_shapes=input_shapes, progress=progress)
 
 
 def read_model(source: str | os.PathLike | onnx.ModelProto | ir.Model) -> ir.Model:
@@ -50,11 +58,15 @@ def read_model(source: str | os.PathLike | onnx.ModelProto | ir.Model) -> ir.Mod
     return _read(source)
 
 
-def normalize_model(model: ir.Model, *, input_shapes: Mapping[str, Sequence[int]] | None = None) -> ir.Model:
-    _check_opset(model)
+def normalize_model(model: ir.Model, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                    progress: Progress | None = None) -> ir.Model:
+    """The normalized model (a new object when an old opset was converted). `progress` hears what
+    was changed that a user should know about (the opset conversion)."""
     _check_graph_form(model)
+    model = _convert_old_opset(model, progress or (lambda _msg: None))
     common_passes.RemoveInitializersFromInputsPass()(model)
     name_nodes(model.graph)
+    sort_or_refuse_cycles(model.graph)
     fix_input_shapes(model.graph, input_shapes or {})
     infer_and_fold(model)
     check_static(model.graph)
@@ -74,7 +86,9 @@ def _read(source: str | os.PathLike | onnx.ModelProto | ir.Model) -> ir.Model:
     try:
         model = load_without_weights(path)
     except Exception as exc:  # protobuf raises several unrelated types on garbage
-        raise ModelError(f"cannot read '{path}' as an ONNX model: {first_line(exc)}") from None
+        detail = str(exc) if isinstance(exc, WireFormatError) else first_line(exc)
+        raise ModelError(f"cannot read '{path}' ({path.stat().st_size} bytes) as an ONNX model: the file is "
+                         f"truncated or not an ONNX model ({detail})") from None
     _check_external_data(model, path.parent)
     return model
 
@@ -103,12 +117,76 @@ def _check_external_data(model: ir.Model, model_dir: Path) -> None:
             )
 
 
-def _check_opset(model: ir.Model) -> None:
+def _default_opset(model: ir.Model) -> int:
     version = model.opset_imports.get("", model.opset_imports.get("ai.onnx"))
     if version is None:
         raise ModelError("the model imports no default ONNX opset")
-    if version < MIN_OPSET:
-        raise ModelError(f"opset {version} is not supported (edgec needs opset {MIN_OPSET} or newer)")
+    return version
+
+
+def _convert_old_opset(model: ir.Model, progress: Progress) -> ir.Model:
+    """A model older than MIN_OPSET converted by the ONNX version converter. Weights are not read:
+    they travel as external-data references and point at the same bytes afterwards."""
+    version = _default_opset(model)
+    if version >= MIN_OPSET:
+        return model
+    base_dirs = {v.name: v.const_value.base_dir for v in model.graph.initializers.values()
+                 if isinstance(v.const_value, ir.ExternalTensor)}
+    try:
+        converted = onnx.version_converter.convert_version(ir.to_proto(model), MIN_OPSET)
+        result = ir.from_proto(converted)
+    except Exception as exc:  # the converter raises RuntimeError/ValueError/ConvertError for what it cannot do
+        raise ModelError(f"the model uses opset {version} and the ONNX version converter cannot convert it to "
+                         f"opset {MIN_OPSET}: {first_line(exc)}",
+                         hint=f"convert it yourself (onnx.version_converter, or re-export at opset {MIN_OPSET} or newer)") from None
+    for value in result.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ir.ExternalTensor) and value.name in base_dirs:
+            tensor.base_dir = base_dirs[value.name]
+    progress(f"the model uses opset {version}; converted it to opset {MIN_OPSET} with onnx.version_converter")
+    return result
+
+
+def sort_or_refuse_cycles(graph: ir.Graph) -> None:
+    """Sort nodes into topological order, or refuse a graph with a cycle naming the nodes on one."""
+    nodes = list(graph)
+    index = {id(n): i for i, n in enumerate(nodes)}
+    preds = [{index[id(p)] for v in n.inputs if v is not None and (p := v.producer()) is not None and id(p) in index}
+             for n in nodes]
+    if all(all(p < i for p in ps) for i, ps in enumerate(preds)):
+        return
+    succs: list[list[int]] = [[] for _ in nodes]
+    for i, ps in enumerate(preds):
+        for p in ps:
+            succs[p].append(i)
+    waiting = [len(ps) for ps in preds]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    done = 0
+    while ready:
+        i = ready.pop()
+        done += 1
+        for s in succs[i]:
+            waiting[s] -= 1
+            if waiting[s] == 0:
+                ready.append(s)
+    if done == len(nodes):
+        graph.sort()
+        return
+    cycle = _find_cycle(preds, {i for i, w in enumerate(waiting) if w > 0})
+    names = " -> ".join(nodes[i].name or nodes[i].op_type for i in [*cycle, cycle[0]])
+    raise ModelError(f"the graph has a cycle: {names}", node=nodes[cycle[0]].name,
+                     hint="an ONNX graph must be acyclic; check how the model was exported or edited")
+
+
+def _find_cycle(preds: list[set[int]], stuck: set[int]) -> list[int]:
+    """One cycle among `stuck` (nodes Kahn's algorithm could not order), in data-flow order."""
+    start = min(stuck)
+    path, seen, node = [], {}, start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = min(p for p in preds[node] if p in stuck)
+    return list(reversed(path[seen[node]:]))
 
 
 def _check_graph_form(model: ir.Model) -> None:
@@ -149,6 +227,8 @@ def fix_input_shapes(graph: ir.Graph, shapes: Mapping[str, Sequence[int]]) -> No
         dims = [int(d) for d in dims]
         if any(d <= 0 for d in dims):
             raise ModelError(f"input '{name}': every dimension must be positive, got {dims}")
+        if any(d > MAX_DIM for d in dims):
+            raise ModelError(f"input '{name}': every dimension must be at most {MAX_DIM}, got {dims}")
         old = value.shape
         if old is not None:
             if len(old) != len(dims):
@@ -228,7 +308,7 @@ def fold_constants(graph: ir.Graph) -> bool:
         for value, array in zip(node.outputs, outputs):
             name = value.name
             constant = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                                const_value=ir.Tensor(np.ascontiguousarray(array), name=name))
+                                const_value=ir.Tensor(np.array(array, order="C"), name=name))
             value.replace_all_uses_with(constant, replace_graph_outputs=True)
             value.name = None
             graph.register_initializer(constant)

@@ -20,6 +20,10 @@ from typing import Iterator
 import onnx
 import onnx_ir as ir
 
+class WireFormatError(ValueError):
+    """The bytes are not a complete protobuf message: the file is truncated or is no ONNX model."""
+
+
 MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_RAW_DATA = 7, 5, 9
 LENGTH_DELIMITED = 2
 KEEP_INLINE_BYTES = 4096
@@ -28,6 +32,8 @@ KEEP_INLINE_BYTES = 4096
 def _varint(buf, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
+        if pos >= len(buf):
+            raise WireFormatError(f"a number runs past the end of the file at byte {pos}")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -35,7 +41,7 @@ def _varint(buf, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift > 63:
-            raise ValueError("malformed varint")
+            raise WireFormatError(f"malformed number at byte {pos}")
 
 
 def _encode_varint(value: int) -> bytes:
@@ -49,29 +55,27 @@ def _encode_varint(value: int) -> bytes:
 
 def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """(field number, field start, payload start, payload end) for each field of a message."""
+    if end > len(buf):
+        raise WireFormatError(f"a field needs {end} bytes but the file has {len(buf)}")
     pos = start
     while pos < end:
         field_start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            _, after = _varint(buf, pos)
-            yield number, field_start, pos, after
-            pos = after
+            payload, after = pos, _varint(buf, pos)[1]
         elif wire == LENGTH_DELIMITED:
-            length, pos = _varint(buf, pos)
-            yield number, field_start, pos, pos + length
-            pos += length
-        elif wire == 1:
-            yield number, field_start, pos, pos + 8
-            pos += 8
-        elif wire == 5:
-            yield number, field_start, pos, pos + 4
-            pos += 4
+            length, payload = _varint(buf, pos)
+            after = payload + length
+        elif wire in (1, 5):
+            payload, after = pos, pos + (8 if wire == 1 else 4)
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-    if pos != end:
-        raise ValueError("truncated protobuf message")
+            raise WireFormatError(f"invalid protobuf wire type {wire} at byte {field_start}")
+        if after > end:
+            raise WireFormatError(f"a field at byte {field_start} runs to byte {after}, past the end of its "
+                                  f"message at byte {end}")
+        yield number, field_start, payload, after
+        pos = after
 
 
 def _framed(number: int, payload: bytes) -> bytes:
@@ -109,7 +113,7 @@ def load_without_weights(path: Path) -> ir.Model:
     """Parse `path` with every raw_data initializer left on disk as an ExternalTensor into the file."""
     with open(path, "rb") as f:
         if path.stat().st_size == 0:
-            raise ValueError("the file is empty")
+            raise WireFormatError("the file is empty")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             stripped, places = strip_weights(buf)
     proto = onnx.ModelProto.FromString(stripped)

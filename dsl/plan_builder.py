@@ -18,7 +18,7 @@ from edgec.dsl.ast import (
     GLOB_CHARS, AllSel, CdcStmt, DeviceStmt, GlobSel, InputStmt, LinkStmt, ListSel, ModelStmt, NameSel,
     PlaceStmt, Property, PruneStmt, QuantizeStmt, RangeSel, Selector, SplitStmt, Statement, Target,
 )
-from edgec.dsl.units import expect_quantity, parse_int
+from edgec.dsl.units import bounded_int, expect_quantity
 
 SPLIT_KINDS = ("output", "input", "channel", "spatial", "filter")
 DTYPES = ("int8", "uint8", "fp16", "bf16")
@@ -30,6 +30,15 @@ DEVICE_PROPS = {
     "target": "word", "host": "word", "slots": "count",
 }
 LINK_PROPS = {"bandwidth": "rate", "latency": "time"}
+# Sane ranges for every number a plan gives: far beyond any real platform or split, and small
+# enough that nothing downstream (int64 fields, MPI ranks, per-part buffers) can overflow.
+MAX_CORES = 4096
+MAX_PARTS = 1024
+MAX_RATIO = 1_000_000
+MAX_DIM = 2**31 - 1
+MAX_MEM_BYTES = 2**50
+MAX_RATE_BPS = 1e15
+COUNT_LIMITS = {"cores": MAX_CORES, "slots": MAX_CORES}
 
 
 class SourceMap:
@@ -85,11 +94,8 @@ class PlanBuilder(Transformer):
         super().__init__()
         self.src = source
 
-    def _int(self, tok: Token, what: str, minimum: int = 1) -> int:
-        value = parse_int(tok, self.src.token(tok))
-        if value < minimum:
-            raise PlanError(f"{what} must be at least {minimum}, got {value}", self.src.token(tok))
-        return value
+    def _int(self, tok: Token, what: str, maximum: int, minimum: int = 1) -> int:
+        return bounded_int(tok, what, minimum, maximum, self.src.token(tok))
 
     def _sel(self, item: Token | Selector) -> Selector:
         if not isinstance(item, Token):
@@ -123,10 +129,10 @@ class PlanBuilder(Transformer):
         return children
 
     def ratio(self, meta: Any, children: list) -> tuple[list[int], SourceSpan]:
-        return [self._int(t, "a ratio entry") for t in children], self.src.meta(meta)
+        return [self._int(t, "a ratio entry", MAX_RATIO) for t in children], self.src.meta(meta)
 
     def dims(self, meta: Any, children: list) -> list[int]:
-        return [self._int(t, "a dimension") for t in children]
+        return [self._int(t, "a dimension", MAX_DIM) for t in children]
 
     def prop(self, meta: Any, children: list) -> tuple[Token, Token]:
         return children[0], children[1]
@@ -160,10 +166,14 @@ class PlanBuilder(Transformer):
         if kind == "count":
             if value.type != "INT":
                 raise PlanError(f"'{key}' expects a positive integer, got '{value}'", span)
-            return Property(str(key), self._int(value, f"'{key}'"), None, span=span)
+            return Property(str(key), self._int(value, f"'{key}'", COUNT_LIMITS[str(key)]), None, span=span)
         if value.type not in ("QUANTITY", "INT"):
             raise PlanError(f"'{key}' expects a number with a unit, got '{value}'", span)
         normalized = expect_quantity(value, kind, f"'{key}'", span)  # type: ignore[arg-type]
+        if kind == "bytes" and normalized > MAX_MEM_BYTES:
+            raise PlanError(f"'{key}' must be at most 1PiB, got '{value}'", span)
+        if kind == "rate" and not 0 < normalized <= MAX_RATE_BPS:
+            raise PlanError(f"'{key}' must be more than 0 and at most 1000Tbit, got '{value}'", span)
         return Property(str(key), normalized, kind, span=span)  # type: ignore[arg-type]
 
     def device_stmt(self, meta: Any, children: list) -> DeviceStmt:
@@ -179,7 +189,7 @@ class PlanBuilder(Transformer):
     def place_stmt(self, meta: Any, children: list) -> PlaceStmt:
         threads = _after(children, "THREADS")
         return PlaceStmt(
-            self._sel(children[1]), children[3], self._int(threads, "threads") if threads is not None else None,
+            self._sel(children[1]), children[3], self._int(threads, "threads", MAX_CORES) if threads is not None else None,
             span=self.src.meta(meta),
         )
 
@@ -189,14 +199,16 @@ class PlanBuilder(Transformer):
         count_span = self.src.token(count)
         grid: tuple[int, int] | None = None
         if count.type == "GRID":
-            rows, cols = (parse_int(part, count_span) for part in count.split("x"))
             if kind != "spatial":
                 raise PlanError(f"a grid '{count}' needs 'by spatial', not 'by {kind}'", count_span)
+            rows, cols = (bounded_int(part, "a grid dimension", 0, MAX_PARTS, count_span) for part in count.split("x"))
             if rows < 1 or cols < 1:
                 raise PlanError(f"grid dimensions must be at least 1, got '{count}'", count_span)
             grid, parts = (rows, cols), rows * cols
+            if parts > MAX_PARTS:
+                raise PlanError(f"a {count} grid makes {parts} parts; a split has at most {MAX_PARTS}", count_span)
         else:
-            parts = parse_int(count, count_span)
+            parts = bounded_int(count, "the number of parts", 0, MAX_PARTS, count_span)
         if parts < 2:
             raise PlanError(f"a split needs at least 2 parts, got {parts}", count_span)
         ratio: list[int] | None = None
@@ -247,7 +259,7 @@ class PlanBuilder(Transformer):
         return PruneStmt(self._sel(children[1]), what_name, fraction, metric_name, span=self.src.meta(meta))
 
     def cdc_stmt(self, meta: Any, children: list) -> CdcStmt:
-        parity = self._int(children[3], "parity")
+        parity = self._int(children[3], "parity", MAX_PARTS)
         targets = children[5]
         if len(targets) not in (1, parity):
             raise PlanError(

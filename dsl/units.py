@@ -63,6 +63,20 @@ def parse_int(text: str, span: SourceSpan | None = None) -> int:
     return int(text)
 
 
+def _shown(text: str) -> str:
+    return text if len(text) <= _MAX_DIGITS else f"{text[:12]}… ({len(text)} digits)"
+
+
+def bounded_int(text: str, what: str, low: int, high: int, span: SourceSpan | None = None) -> int:
+    """An unsigned integer literal within [low, high]; `what` names it in the error (`'cores'`)."""
+    if len(text.lstrip("0")) > len(str(high)) or int(text) > high:
+        raise PlanError(f"{what} must be at most {high}, got {_shown(text)}", span)
+    value = int(text)
+    if value < low:
+        raise PlanError(f"{what} must be at least {low}, got {value}", span)
+    return value
+
+
 def parse_quantity(text: str, span: SourceSpan | None = None) -> Quantity:
     """`2GiB`, `100Mbit`, `2ms`, `30%` -> normalized `Quantity`; unknown unit -> PlanError."""
     match = _QUANTITY.fullmatch(text)

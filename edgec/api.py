@@ -2,7 +2,9 @@
 
 `compile` is exactly what `edgec compile` does: parse the plan, load and normalize the model,
 lower the plan onto it, run the pass pipeline (IR verified after every pass), and write the
-artifacts atomically. Each step is also callable on its own.
+artifacts atomically. Each step is also callable on its own. Arguments are checked at this
+boundary and wrong ones raise `UsageError`; the caller's objects are never changed (an
+`ir.Model` passed in is cloned: structure copied, weights shared).
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, TypeAlias, Union
 
 import onnx
 import onnx_ir as ir
 
 from .backends.artifacts import write_artifacts
-from .backends.manifest import sha256_file
+from .backends.manifest import Manifest, sha256_file
 from .backends.output_dir import check_output_path
+from .backends.registry import resolve_backends
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
+from .compiler.facts import Fact
 from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
 from .compiler.pass_manager import Hook, Pass, PassManager
 from .compiler.program import Program
@@ -28,17 +32,43 @@ from .dsl.lower import check_supported, lower_placements, lower_platform, lower_
 from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
 
-ModelLike = "str | os.PathLike | onnx.ModelProto | ir.Model"
-BACKENDS = ("onnx", "tvm", "cpp")
+ModelLike: TypeAlias = Union[str, os.PathLike, onnx.ModelProto, ir.Model]
+"""A model: a path to an .onnx file, an `onnx.ModelProto`, or an `onnx_ir.Model`."""
+PlanLike: TypeAlias = Union[str, os.PathLike, ast.Plan]
+"""A plan: a parsed `Plan`, a path (`os.PathLike`, or a string naming a file), or plan text."""
+_PLAN_WORDS = ("model", "input", "device", "link", "place", "split", "quantize", "prune", "cdc", "replicate", "#")
 
 
-def load_plan(plan: str | os.PathLike | ast.Plan) -> ast.Plan:
-    """A plan from a parsed Plan, plan text (a string with a newline or a `{`), or a file path."""
+def load_plan(plan: PlanLike) -> ast.Plan:
+    """A plan from a parsed Plan, a path, or plan text.
+
+    An `os.PathLike` is always a path. A string is a path when it names an existing file, and
+    plan text when it starts with a statement keyword (`place`, `device`, …) or a comment or
+    holds a newline; anything else is taken as a path (so a mistyped file name is reported as
+    a missing file, not as a syntax error)."""
     if isinstance(plan, ast.Plan):
         return plan
-    if isinstance(plan, str) and ("\n" in plan or "{" in plan):
+    if isinstance(plan, os.PathLike):
+        return parse_plan_file(plan)
+    if not isinstance(plan, str):
+        raise UsageError(f"a plan is a Plan, plan text or a path, not {type(plan).__name__}")
+    words = plan.lstrip().split(maxsplit=1)
+    looks_like_text = "\n" in plan or (words and (words[0] in _PLAN_WORDS or words[0].startswith("#")))
+    if looks_like_text and not _is_file(plan):
         return parse_plan(plan, "<plan>")
     return parse_plan_file(plan)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return len(text) < 4096 and Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _check_model_arg(model: object) -> None:
+    if model is not None and not isinstance(model, (str, os.PathLike, onnx.ModelProto, ir.Model)):
+        raise UsageError(f"a model is a path, an onnx.ModelProto or an onnx_ir.Model, not {type(model).__name__}")
 
 
 def _model_path(model, plan: ast.Plan) -> str | os.PathLike | onnx.ModelProto | ir.Model:
@@ -57,14 +87,17 @@ def load_program(
     plan: str | os.PathLike | ast.Plan,
     *,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Program:
-    """Parse `plan`, load `model` (the plan's `model` if None) and lower the plan onto it."""
+    """Parse `plan`, load `model` (the plan's `model` if None) and lower the plan onto it.
+    `progress` hears what loading changed about the model (an old opset converted)."""
+    _check_model_arg(model)
     plan = load_plan(plan)
     check_supported(plan)
     source = _model_path(model, plan)
-    model_ir = read_model(source)
+    model_ir = read_model(source.clone() if isinstance(source, ir.Model) else source)
     _apply_plan_inputs(plan, model_ir, overridden=set(input_shapes or {}))
-    loaded = normalize_model(model_ir, input_shapes=input_shapes)
+    loaded = normalize_model(model_ir, input_shapes=input_shapes, progress=progress)
     program = Program(loaded, lower_platform(plan))
     program.source_path = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else None
     lower_splits(plan, program)
@@ -91,7 +124,7 @@ def _apply_plan_inputs(plan: ast.Plan, model: ir.Model, overridden: set[str]) ->
 class CompileResult:
     program: Program
     out: Path | None
-    manifest: dict | None
+    manifest: Manifest | None
 
 
 def compile(
@@ -100,37 +133,66 @@ def compile(
     out: str | os.PathLike | None = None,
     *,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
-    passes: Iterable[Pass] | None = None,
+    passes: Iterable[Pass] | str | None = None,
     hooks: Sequence[Hook] = (),
     progress: Callable[[str], None] = lambda _msg: None,
     backends: Sequence[str] = ("onnx",),
+    force: bool = False,
 ) -> CompileResult:
     """Compile `model` with `plan`; write artifacts to `out` (skipped when None).
 
-    `backends`: "onnx" (always written), "tvm" (a compiled module per stage) and "cpp" (the C++/MPI
-    program and per-device packages; implies "tvm")."""
-    unknown = set(backends) - set(BACKENDS)
-    if unknown:
-        raise UsageError(f"unknown or unavailable backend '{sorted(unknown)[0]}' (available: {', '.join(BACKENDS)})")
-    if "cpp" in backends and "tvm" not in backends:
-        backends = (*backends, "tvm")
+    `out` may be new, empty or an earlier edgec output (replaced); any other directory is refused
+    unless `force`, which writes beside the files there and never deletes or overwrites them.
+
+    `passes`: the pipeline (Pass instances, or a spec such as "split-layer,split,comm-insert");
+    default: `edgec.passes.default_pipeline`, completed with what the backends need. An explicit
+    pipeline is checked, never reordered.
+
+    `backends`: a list of backend names (`edgec.backends.registry.available_backends()`): "onnx"
+    (always written), "tvm" (a compiled module per stage), "cpp" (the C++/MPI program and
+    per-device packages; implies "tvm"), or a registered/plugin backend. A bare string is refused."""
+    chosen = resolve_backends(backends)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise UsageError(f"out is a directory path, not {type(out).__name__}")
+    if any(not callable(h) for h in hooks):
+        raise UsageError("hooks must be callables taking (pass, program, result)")
     if out is not None:
-        check_output_path(Path(out))
+        check_output_path(Path(out), force=force)
     plan = load_plan(plan)
     progress("loading model and lowering plan")
-    program = load_program(model, plan, input_shapes=input_shapes)
+    program = load_program(model, plan, input_shapes=input_shapes, progress=progress)
+    reference = _embedded_reference(program) if out is not None else None
     progress("running passes")
-    PassManager(list(passes) if passes is not None else default_pipeline(), hooks=hooks).run(program)
+    if isinstance(passes, str):
+        from .passes.pipeline_spec import parse_pipeline
+
+        passes = parse_pipeline(passes, "passes")
+    needs = {"writing the output": {Fact.COMM}, **{f"backend '{b.name}'": b.requires for b in chosen}}
+    pipeline = passes if passes is not None else default_pipeline(set().union(*needs.values()))
+    PassManager(pipeline, hooks=hooks, target=needs if out is not None else None).run(program)
     manifest = None
     if out is not None:
         manifest = write_artifacts(
-            program, Path(out), model_info=_model_info(program), plan_info=_plan_info(plan), progress=progress,
-            backends=backends,
+            program, Path(out), model_info=_model_info(program, reference), plan_info=_plan_info(plan),
+            progress=progress, backends=[b.name for b in chosen], force=force,
+            extra_files={REFERENCE_FILE: reference} if reference is not None else None,
         )
     return CompileResult(program, Path(out) if out is not None else None, manifest)
 
 
-def _model_info(program: Program) -> dict:
+REFERENCE_FILE = "reference.onnx"
+
+
+def _embedded_reference(program: Program) -> bytes | None:
+    """The unsplit model as loaded, for a model given in memory: `edgec verify` needs a reference."""
+    if program.source_path is not None:
+        return None
+    return ir.to_proto(program.model.clone()).SerializeToString()
+
+
+def _model_info(program: Program, reference: bytes | None = None) -> dict:
+    if reference is not None:
+        return {"path": REFERENCE_FILE, "sha256": hashlib.sha256(reference).hexdigest()}
     if program.source_path is None:
         return {"path": None, "sha256": None}
     return {"path": program.source_path, "sha256": sha256_file(Path(program.source_path))}

@@ -1,14 +1,15 @@
 """The `edgec` command line (typer + rich).
 
 Exit codes: 0 success, 1 verification mismatch, 2 user error (bad model, plan, arguments or
-files). Every `EdgecError` is printed as one located message, never a traceback.
+files), 3 internal error (a bug: `--debug` shows its traceback). Every `EdgecError` is printed
+as one located message, never a traceback; with `--json` it is a JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -16,8 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .compiler.diagnostics import EdgecError, UsageError
-from .runtime.report import human_bytes
+from .compiler.diagnostics import EdgecError, InternalError, UsageError
 
 app = typer.Typer(
     help="edgec: compile an ONNX model and a partitioning plan (plan.edge) into per-device "
@@ -29,25 +29,61 @@ app = typer.Typer(
 import_app = typer.Typer(help="Convert other tools' partitioning specifications into plan files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-out_console = Console()
+class _PipeSafeConsole(Console):
+    """A closed stdout (`edgec compile --print-after all | head`) stops the printing, not the command."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence_stdout()
+
+
+out_console = _PipeSafeConsole()
 err_console = Console(stderr=True, highlight=False)
+_debug = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an internal error (exit 3)."),
+) -> None:
+    _debug["on"] = debug
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn EdgecError into one message on stderr and exit code 2."""
+    """One message and the error's exit code for an EdgecError (2), or an internal error (3) for a bug.
+
+    With `--json` (the command's `json_out`), the error is a JSON object on stdout instead."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except EdgecError as exc:
-            err_console.print(exc.format(), markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort):
+            raise
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
             raise typer.Exit(130) from None
+        except EdgecError as exc:
+            _report(exc, fn.__name__, kwargs.get("json_out", False))
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            internal = InternalError(f"{type(exc).__name__}: {exc}")
+            internal.__cause__ = exc
+            _report(internal, fn.__name__, kwargs.get("json_out", False))
+            raise typer.Exit(internal.exit_code) from None
 
     return wrapper
+
+
+def _report(exc: EdgecError, command: str, as_json: bool) -> None:
+    if _debug["on"] and exc.__cause__ is not None:
+        err_console.print("".join(traceback.format_exception(exc.__cause__)), markup=False, highlight=False)
+    if as_json:
+        from .json_output import emit, error_document
+
+        emit(command.rstrip("_").replace("_cmd", ""), error_document(exc, exc.exit_code))
+    else:
+        err_console.print(exc.format(), markup=False, soft_wrap=True)
 
 
 def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
@@ -67,6 +103,17 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
+def parse_backends(values: list[str] | None) -> list[str]:
+    """`--backend tvm,cpp` and `--backend tvm --backend cpp` alike: the names in order, each once."""
+    names = []
+    for value in values or []:
+        for name in value.split(","):
+            if not name.strip():
+                raise UsageError(f"--backend '{value}': empty backend name (write e.g. --backend tvm,cpp)")
+            names.append(name.strip())
+    return list(dict.fromkeys(names))
+
+
 ENGINE_HELP = ("What runs each stage: onnxruntime (the ONNX sub-model), tvm (the module of --backend tvm) or cpp "
                "(the C++/MPI program of --backend cpp, built on first use).")
 INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; overrides the plan's `input`)."
@@ -77,45 +124,86 @@ INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; 
 def compile(
     model: Optional[Path] = typer.Argument(None, help="The ONNX model (default: the plan's `model`)."),
     plan: Path = typer.Option(..., "--plan", "-p", help="The partitioning plan (plan.edge)."),
-    out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory (replaced atomically)."),
+    out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory: new, empty, or an earlier edgec output "
+                             "(replaced on success); any other directory needs --force."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run (repeatable): onnx (always), tvm, cpp (C++/MPI program; implies tvm)."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends to run, comma-separated or repeated (--backend tvm,cpp): onnx (always), tvm, cpp (C++/MPI program; implies tvm), or an installed plugin's."),
+    passes: Optional[str] = typer.Option(None, "--passes", help="The pass pipeline instead of the default, e.g. "
+                                         "'canonicalize,split-layer,split,my-pass{threshold=3},comm-insert' "
+                                         "(`edgec passes` lists them; the order is checked before anything runs)."),
     print_after: Optional[List[str]] = typer.Option(None, "--print-after", help="Print the IR after PASS ('all' for every pass)."),
-    dump_ir: Optional[Path] = typer.Option(None, "--dump-ir", help="Write the IR after each pass into DIR."),
+    dump_ir: Optional[Path] = typer.Option(None, "--dump-ir", help="Write the IR after each pass into DIR (same rule as -o)."),
+    force: bool = typer.Option(False, "--force", help="Write -o/--dump-ir into a directory holding other files: the new "
+                               "files go beside them; files edgec did not write are never deleted or overwritten."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary (stages, transfers, passes) instead."),
 ) -> None:
     """Compile MODEL with a plan into OUT: sub-models per stage, manifest.json, rankfile, comm.json."""
     from . import api
     from .compiler.printer import format_program
-    from .passes import PASSES
+    from .passes.pipeline_spec import parse_pipeline
+    from .passes.registry import pass_class
 
+    pipeline = parse_pipeline(passes) if passes is not None else None
     wanted = set(print_after or [])
-    unknown = wanted - set(PASSES) - {"all"}
-    if unknown:
-        raise UsageError(f"--print-after: unknown pass '{sorted(unknown)[0]}' (passes: {', '.join(PASSES)})")
+    for name in sorted(wanted - {"all"} - {p.name for p in pipeline or []}):
+        pass_class(name)
+    dumps: dict[str, str] = {}
     if dump_ir is not None:
-        dump_ir.mkdir(parents=True, exist_ok=True)
+        from .backends.output_dir import IR_DUMP, check_output_path, overlaps
 
+        if overlaps(dump_ir, out):
+            raise UsageError(f"--dump-ir '{dump_ir}' and -o '{out}' must be separate directories, neither inside the other")
+        check_output_path(dump_ir, force=force, kind=IR_DUMP)
     def hook(p, program, result) -> None:
-        if "all" in wanted or p.name in wanted:
+        if not out_console.quiet and ("all" in wanted or p.name in wanted):
             out_console.print(f"// IR after {p.name}", markup=False)
             out_console.print(format_program(program), markup=False, highlight=False, soft_wrap=True)
         if dump_ir is not None:
-            index = len(program.pass_log)
-            (dump_ir / f"{index:02d}-{p.name}.txt").write_text(format_program(program))
+            dumps[f"{len(program.pass_log):02d}-{p.name}.txt"] = format_program(program)
 
     say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
-    backends = ("onnx", *dict.fromkeys(b for b in backend or [] if b != "onnx"))
-    result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook], progress=say,
-                         backends=backends)
-    if not quiet:
-        program = result.program
+    backends = parse_backends(backend)
+    try:
+        result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook],
+                             progress=say, backends=backends, passes=pipeline, force=force)
+    except EdgecError:
+        if dump_ir is not None and dumps:
+            _write_dump(dump_ir, dumps, force, say, failing=True)
+        raise
+    if dump_ir is not None and dumps:
+        _write_dump(dump_ir, dumps, force, say, failing=False)
+    program = result.program
+    if json_out:
+        from .json_output import emit
+
+        emit("compile", {"ok": True, "out": str(out), "stages": len(program.stages),
+                         "devices": len({s.device for s in program.stages}), "transfers": len(program.transfers),
+                         "bytes_per_frame": sum(t.nbytes for t in program.transfers),
+                         "passes": [{"pass": e["pass"], "modified": e["modified"], "summary": e["summary"],
+                                     "seconds": e["seconds"]} for e in program.pass_log]})
+    elif not quiet:
+        from .runtime.report import human_bytes
+
         devices = len({s.device for s in program.stages})
         moved = sum(t.nbytes for t in program.transfers)
         out_console.print(
             f"compiled {len(program.stages)} stages on {devices} devices, {len(program.transfers)} transfers "
             f"({human_bytes(moved)} per frame) → {out}"
         )
+
+
+def _write_dump(directory: Path, dumps: dict[str, str], force: bool, say: Callable[[str], None], *, failing: bool) -> None:
+    """The --dump-ir files, under the output-directory rule; after a failed compile, those of the passes
+    that ran (a dump that cannot be written then does not hide the compile's own error)."""
+    from .backends.output_dir import IR_DUMP, write_files
+
+    try:
+        write_files(directory, dumps, force=force, kind=IR_DUMP, progress=say)
+    except EdgecError as exc:
+        if not failing:
+            raise
+        say(f"--dump-ir not written: {exc.message}")
 
 
 @app.command()
@@ -131,24 +219,19 @@ def verify(
     engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
+    if not tolerance >= 0:
+        raise UsageError(f"--tolerance must be a relative error of 0 or more, not {tolerance}")
     from .runtime.outputs import CompiledOutput, load_inputs, random_inputs
     from .runtime.verify import verify as run_verify
 
     compiled = CompiledOutput.open(out)
     feeds = load_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    if mpi or engine == "cpp":
-        from .runtime.verify import compare, run_reference
-
-        run_mpi = _runner(engine)
-
-        reference = compiled.reference_model(model)
-        actual = {name: array[0] for name, array in run_mpi(out, feeds, keep_outputs=True, engine=engine).outputs.items()}
-        report = compare(actual, run_reference(reference, feeds, list(actual)), tolerance)
-    else:
-        report = run_verify(out, feeds, tolerance=tolerance, model=model, engine=engine)
+    report = run_verify(out, feeds, tolerance=tolerance, model=model, engine=engine, mpi=mpi)
     if json_out:
-        out_console.print_json(json.dumps({"ok": report.ok, "tolerance": tolerance,
-                                           "outputs": [vars(o) for o in report.outputs]}))
+        from .json_output import emit
+
+        emit("verify", {"ok": report.ok, "tolerance": tolerance, "stages": len(compiled.stages), "mpi": mpi,
+                        "engine": engine, "outputs": [vars(o) for o in report.outputs]})
     else:
         table = Table(title=f"edgec verify {out} ({len(compiled.stages)} stages{', mpirun' if mpi else ''})")
         for col in ("output", "max abs err", "max rel err", "result"):
@@ -166,10 +249,19 @@ def show(
     target: Path = typer.Argument(..., help="A model (.onnx) or an output directory."),
     graph: Optional[Path] = typer.Option(None, "--graph", help="Draw the partitioned graph to FILE (.png, .svg, .pdf or .dot)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the nodes, or the stages and transfers, as JSON."),
 ) -> None:
     """List a model's nodes (op, shapes, params, MACs) or an output's stages and transfers."""
-    from .show import draw_output, show_model, show_output
+    from .show import draw_output, model_json, output_json, show_model, show_output
 
+    if json_out:
+        from .json_output import emit
+
+        if graph is not None:
+            raise UsageError("--graph and --json do not go together")
+        data = output_json(target) if target.is_dir() else model_json(target, parse_input_shapes(input_shape))
+        emit("show", {"ok": True, **data})
+        return
     if target.is_dir():
         show_output(target, out_console)
         if graph is not None:
@@ -181,31 +273,37 @@ def show(
         show_model(target, parse_input_shapes(input_shape), out_console)
 
 
-def _runner(engine: str) -> Callable:
-    """The distributed runner for an engine: the C++ program's, or the Python ranks'."""
-    if engine not in ("onnxruntime", "tvm", "cpp"):
-        raise UsageError(f"unknown engine '{engine}' (engines: onnxruntime, tvm, cpp)")
-    if engine == "cpp":
-        from .runtime.cpp_engine import run as run_cpp
-
-        return run_cpp
-    from .runtime.launcher import run as run_python
-
-    return run_python
-
-
 @app.command("build")
 @user_errors
 def build_cmd(
     out: Path = typer.Argument(..., help="An output compiled with --backend cpp."),
     cmake_arg: Optional[List[str]] = typer.Option(None, "--cmake-arg", help="Extra cmake configure argument (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Build into an OUT/build that holds files edgec did not write "
+                               "(they are kept; a file where CMake writes its own is refused)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
 ) -> None:
     """Configure and build OUT/cpp with CMake into OUT/build/edgec_pipeline."""
     from .backends.cpp_mpi import build
 
     say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
-    out_console.print(f"built {build(out, cmake_args=list(cmake_arg or []), progress=say)}")
+    out_console.print(f"built {build(out, cmake_args=list(cmake_arg or []), progress=say, force=force)}")
+
+
+@app.command("fetch-runtime")
+@user_errors
+def fetch_runtime_cmd(
+    arch: str = typer.Argument(..., help="The device architecture, e.g. aarch64."),
+    force: bool = typer.Option(False, "--force", help="Download again even if the runtime is cached."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+) -> None:
+    """Download the TVM runtime for ARCH (the installed TVM version's wheels, via pip) into the cache.
+
+    Needed once per machine and TVM version: `verify --engine tvm` runs ARCH's modules under qemu
+    with it, and the C++ packages of ARCH devices bundle it. `make setup` runs this."""
+    from .backends.tvm.runtime_cache import fetch_runtime
+
+    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    out_console.print(f"{arch} TVM runtime: {fetch_runtime(arch, progress=say, force=force)}")
 
 
 @import_app.command("autodice")
@@ -238,13 +336,27 @@ def run(
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Write the graph outputs of every measured frame: .npy (one output) or .npz."),
     hosts: Optional[Path] = typer.Option(None, "--hosts", help="Open MPI hostfile; ranks are placed by OUT/rankfile (default: all ranks on this machine)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the run directory is made (must be shared by all hosts with --hosts)."),
-    timeout: float = typer.Option(300.0, "--timeout", help="Stop everything and fail after this many seconds."),
+    startup_timeout: Optional[float] = typer.Option(None, "--startup-timeout", help="Fail when the ranks are not all "
+                                                    "ready (started, stage loaded) after this many seconds "
+                                                    "(default 600)."),
+    stall_timeout: Optional[float] = typer.Option(None, "--stall-timeout", help="Once running, fail when no rank "
+                                                  "finishes a frame for this many seconds, blaming the rank that holds "
+                                                  "the oldest frame (default 60)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="An overall limit on the whole run, start-up "
+                                            "included (default: none; 300 for --engine cpp, whose ranks report no "
+                                            "progress, so it is their only limit)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
 ) -> None:
-    """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link."""
+    """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link.
+
+    Time limits (a slow start is not a hang):
+    --startup-timeout: launching the ranks and loading their stages;
+    --stall-timeout: once all are ready, no frame completes on any rank;
+    --timeout: the whole run, off by default."""
     import numpy as np
 
+    from .runtime.engines import checked_engine
     from .runtime.launcher import read_inputs
     from .runtime.outputs import CompiledOutput, random_inputs
     from .runtime.report import render
@@ -252,7 +364,8 @@ def run(
     if input and random:
         raise UsageError("give either --input or --random, not both")
     compiled = CompiledOutput.open(out)
-    names = [spec["name"] for spec in compiled.manifest["model"]["outputs"]]
+    chosen = checked_engine(compiled, engine)
+    names = [spec.name for spec in compiled.manifest.model.outputs]
     if save_outputs is not None:
         if save_outputs.suffix not in (".npy", ".npz"):
             raise UsageError(f"--save-outputs '{save_outputs}' must end in .npy or .npz")
@@ -261,23 +374,73 @@ def run(
         if not save_outputs.resolve().parent.is_dir():
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    result = _runner(engine)(out, feeds, frames=frames, warmup=warmup, hosts=hosts, timeout=timeout,
-                     keep_outputs=save_outputs is not None, workdir=workdir, engine=engine)
+    from .runtime.launcher import DEFAULT_TIMEOUT
+    from .runtime.progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT
+
+    if chosen.per_stage:
+        limits = {"timeout": timeout,
+                  "startup_timeout": DEFAULT_STARTUP_TIMEOUT if startup_timeout is None else startup_timeout,
+                  "stall_timeout": DEFAULT_STALL_TIMEOUT if stall_timeout is None else stall_timeout}
+    elif startup_timeout is not None or stall_timeout is not None:
+        raise UsageError(f"--engine {engine}: its ranks report no progress, so only --timeout applies")
+    else:
+        limits = {"timeout": timeout if timeout is not None else DEFAULT_TIMEOUT}
+    result = chosen.run(out, feeds, frames=frames, warmup=warmup, hosts=hosts, keep_outputs=save_outputs is not None,
+                        workdir=workdir, **limits)
     if save_outputs is not None:
         if save_outputs.suffix == ".npy":
             np.save(save_outputs, result.outputs[names[0]])
         else:
             np.savez(save_outputs, **result.outputs)
     if json_out:
-        out_console.print_json(json.dumps(result.report))
+        from .json_output import emit
+
+        emit("run", {"ok": True, **result.report})
     else:
         render(result.report, out_console, f"edgec run {out}")
         if save_outputs is not None:
             out_console.print(f"wrote {save_outputs} ({frames} frames)")
 
 
+@app.command("passes")
+@user_errors
+def passes_cmd(
+    json_out: bool = typer.Option(False, "--json", help="Print the passes as JSON."),
+) -> None:
+    """List the passes (edgec's, installed packages' through the `edgec.passes` entry points, onnx-ir's)
+    with their contracts and options."""
+    from .passes import default_pipeline
+    from .passes.catalog import pass_catalog
+
+    catalog = pass_catalog()
+    if json_out:
+        from .json_output import emit
+
+        emit("passes", {"ok": True, "default_pipeline": [p.name for p in default_pipeline()], "passes": catalog})
+        return
+    out_console.print(f"[bold]default pipeline:[/] {', '.join(p.name for p in default_pipeline())}\n")
+    for entry in catalog:
+        out_console.print(f"[bold]{entry['name']}[/]  [dim]({entry['origin']})[/]  {entry['summary']}", highlight=False)
+        contract = [f"{key} {', '.join(entry[key])}" for key in ("requires", "provides", "invalidates", "after")
+                    if entry[key]]
+        out_console.print("    " + (" · ".join(contract) or "no declared facts: runs anywhere"), highlight=False)
+        if entry["options"]:
+            options = ", ".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in entry["options"])
+            out_console.print(f"    options: {options}", highlight=False)
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away (`| head`), drop further output instead of failing."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main() -> None:
     try:
         app()
     except BrokenPipeError:
+        _silence_stdout()
         sys.exit(0)

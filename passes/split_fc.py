@@ -4,6 +4,9 @@
 the whole input; merge = Concat. `input`: part i takes a slice of the input features and the
 matching weight columns and produces a partial sum; merge = Sum, then the bias once, so any
 activation (a separate node) applies after the merge, where it is exact.
+
+Opsets: before opset 11 Gemm's C is a required input, so a partial Gemm there gets a zero C
+(scalar-broadcast, with beta 0): the parts compute exactly what they compute without C.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def split_gemm(ctx: SplitContext) -> ConcatParts | ir.Value:
         for i, ((lo, hi), place) in enumerate(zip(ctx.sizes(k, "input features"), ctx.spec.parts)):
             a_i = b.slice(f"part{i}.A", a, [k_a], [lo], [hi], ctx.feed_placement(a, place))
             w = b.const(f"part{i}.B", np.take(weight_b, np.arange(lo, hi), axis=k_b))
-            partial.append(b.clone(node, f"part{i}", [a_i, w], [m, n], place, {"beta": ir.AttrFloat32("beta", 0.0)}))
+            inputs = [a_i, w] + ([] if b.opset >= 11 else [b.const(f"part{i}.C", np.zeros((1,), weight_b.dtype))])
+            partial.append(b.clone(node, f"part{i}", inputs, [m, n], place, {"beta": ir.AttrFloat32("beta", 0.0)}))
             ctx.add_part(place, nbytes(a_i), nbytes(out))
         total = b.sum("merge", partial, ctx.merge_at)
         if bias is None:

@@ -3,7 +3,9 @@
 A run must end with one message naming the rank, its stage and the cause, never a hang. A
 rank that catches an exception leaves an `error-rank<k>.json` in the shared run directory
 (and the same JSON on one stderr line, for hosts that do not share that directory) before it
-aborts the job; a rank that dies without a word is named by parsing what `mpirun` prints.
+aborts the job; a rank that dies without a word is named by parsing what `mpirun` prints; a run
+stopped at a time limit (`progress.Stop`) is described by what each rank last reported, the
+rank to blame first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compiler.diagnostics import EdgecError
-from .progress import WAITING, describe, read_progress
+from .progress import WAITING, State, Stop, describe, held_frame, is_ready, oldest_holder
 
 STDERR_MARK = "EDGEC_RANK_ERROR "
 
@@ -100,17 +102,53 @@ def crashed_rank(mpirun_output: str) -> tuple[int, str] | None:
     return None
 
 
-def stuck_ranks(rundir: Path, stages: list[dict]) -> str:
-    """What each rank was doing when the run was stopped, busy ranks (the likely culprits) first."""
-    busy, waiting = [], []
-    for rank in range(len(stages)):
-        state = read_progress(rundir, rank)
-        if state is None:
-            busy.append(f"{rank_name(rank, stages)} had not started")
+def _doing(rank: int, state: State | None, stages: list[dict]) -> str:
+    if state is None:
+        return f"{rank_name(rank, stages)} had not started"
+    return f"{rank_name(rank, stages)} was {describe(*state)}"
+
+
+def stuck_ranks(states: tuple[State | None, ...], stages: list[dict], *, first: int | None = None,
+                leave_out: int | None = None) -> str:
+    """What each rank was doing when the run was stopped: `first`, then busy ranks (the likely
+    culprits), then those waiting on others; `leave_out` is not listed."""
+    lead, busy, waiting = [], [], []
+    for rank, state in enumerate(states):
+        if rank == leave_out:
             continue
-        text = f"{rank_name(rank, stages)} was {describe(*state)}"
-        (waiting if state[1] in WAITING else busy).append(text)
-    return "; ".join(busy + waiting)
+        text = _doing(rank, state, stages)
+        (lead if rank == first else waiting if state is not None and state[1] in WAITING else busy).append(text)
+    return "; ".join(lead + busy + waiting)
+
+
+def stopped(stop: Stop, stages: list[dict]) -> RuntimeFailure:
+    """The failure of a run stopped at one of its time limits, naming the rank to blame."""
+    states = stop.states
+    if stop.reason == "startup":
+        late = [_doing(r, s, stages) for r, s in enumerate(states) if not is_ready(s)]
+        ready = [rank_name(r, stages) for r, s in enumerate(states) if is_ready(s)]
+        return RuntimeFailure(
+            f"the ranks were not all ready within {stop.limit:g} s (--startup-timeout) and the run was stopped; "
+            f"not ready: {'; '.join(late)}" + (f"; ready: {', '.join(ready)}" if ready else ""),
+            hint="starting a rank means launching it, importing, and loading its stage; on a busy machine or "
+                 "with a large model raise --startup-timeout")
+    if stop.reason == "stall":
+        holder = oldest_holder(states)
+        if holder is None:
+            return RuntimeFailure(f"no frame completed on any rank for {stop.limit:g} s (--stall-timeout) and the run "
+                                  f"was stopped: {stuck_ranks(states, stages)}",
+                                  hint="raise --stall-timeout if one frame of a stage takes longer")
+        frame, phase = states[holder]
+        doing = "was computing it" if phase not in WAITING else f"was {describe(frame, phase)}"
+        oldest = held_frame(states[holder])
+        rest = stuck_ranks(states, stages, leave_out=holder)
+        return RuntimeFailure(
+            f"no frame completed on any rank for {stop.limit:g} s (--stall-timeout) and the run was stopped: "
+            f"{rank_name(holder, stages)} holds the oldest frame ({oldest}) and {doing}" + (f"; {rest}" if rest else ""),
+            hint="raise --stall-timeout if one frame of a stage takes longer")
+    return RuntimeFailure(f"the run did not finish within {stop.limit:g} s (--timeout) and was stopped: "
+                          f"{stuck_ranks(states, stages, first=oldest_holder(states))}",
+                          hint="raise --timeout (or leave it off: the start-up and stall limits catch hangs)")
 
 
 def tail(text: str, lines: int = 15) -> str:

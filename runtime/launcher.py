@@ -1,11 +1,17 @@
 """Start a compiled output on Open MPI (one rank per stage), wait for it, and read back the results.
 
 Why a launcher process outside MPI: it checks inputs before anything starts, owns the time
-limit, and is the one place that can always clean up. `mpirun` runs in a session of its own;
-on timeout or interrupt every process of that session (mpirun, and the ranks, which Open MPI
+limits, and is the one place that can always clean up. `mpirun` runs in a session of its own;
+on a limit or interrupt every process of that session (mpirun, and the ranks, which Open MPI
 puts in process groups of their own but not in sessions of their own) is terminated, then
 killed, so a failed run never leaves ranks behind. Whatever happens, the caller gets either
 the report or one `RuntimeFailure` naming the rank, its stage and the cause.
+
+Time limits (`progress.Limits`, applied by `progress.RunWatch` while polling the ranks'
+progress files): a start-up limit until every rank is ready, then a stall limit on the time
+between finished frames, and an optional overall limit. A slow start is therefore never taken
+for a hang, and a hang is caught `stall` seconds after it starts, however long the run. An
+engine whose ranks report no progress (the C++ program) gets only the overall limit.
 """
 
 from __future__ import annotations
@@ -26,11 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
-from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stuck_ranks, tail
-from .outputs import ENGINES, CompiledOutput
+from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stopped, tail
+from .engines import checked_engine
+from .outputs import CompiledOutput
+
+from .progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, Limits, RunWatch, Stop, read_all
 
 DEFAULT_TIMEOUT = 300.0
-FORWARDED_ENV = ("PYTHONPATH", "EDGEC_TEST_CRASH_RANK", "EDGEC_TEST_CRASH_FRAME", "EDGEC_TEST_CRASH_HOW")
+"""The overall limit of engines whose ranks report no progress (the C++ program); the Python ranks
+have start-up and stall limits instead and no overall limit unless one is asked for."""
+POLL_SECONDS = 0.2
+FORWARDED_ENV = ("PYTHONPATH", "EDGEC_TEST_CRASH_RANK", "EDGEC_TEST_CRASH_FRAME", "EDGEC_TEST_CRASH_HOW",
+                 "EDGEC_TEST_SLOW_START")
 
 
 @dataclass
@@ -184,17 +197,16 @@ def _alive(pids: list[int]) -> bool:
     return False
 
 
-def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | None, timeout: float) -> RuntimeFailure:
+def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | Stop) -> RuntimeFailure:
     stages = compiled.stages
     errors = read_rank_errors(rundir, log)
     if errors:
         first = errors[0]
-        if rc is None:
-            return RuntimeFailure(f"{first.describe(stages)}; the run was stopped after {timeout:g} s")
+        if isinstance(rc, Stop):
+            return RuntimeFailure(f"{first.describe(stages)}; the run was stopped at its {rc.reason} limit")
         return RuntimeFailure(first.describe(stages))
-    if rc is None:
-        return RuntimeFailure(f"the run did not finish within {timeout:g} s (--timeout) and was stopped: "
-                              f"{stuck_ranks(rundir, stages)}", hint="raise --timeout for long runs")
+    if isinstance(rc, Stop):
+        return stopped(rc, stages)
     if crash := crashed_rank(log):
         rank, how = crash
         return RuntimeFailure(f"{rank_name(rank, stages)} {how}; mpirun stopped the other ranks")
@@ -202,17 +214,17 @@ def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | None, t
 
 
 def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmup: int = 0,
-        hosts: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT, keep_outputs: bool = False,
-        workdir: str | Path | None = None, engine: str = "onnxruntime") -> RunResult:
+        hosts: str | Path | None = None, timeout: float | None = None, keep_outputs: bool = False,
+        workdir: str | Path | None = None, engine: str = "onnxruntime",
+        startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT) -> RunResult:
     """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
-    stack of frames per input, cycled."""
+    stack of frames per input, cycled. Limits in seconds (None: off): `startup_timeout` until every
+    rank is ready, then `stall_timeout` between finished frames; `timeout` for the whole run."""
     compiled = CompiledOutput.open(out)
-    check_run_options(frames, warmup, timeout)
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine '{engine}' (engines: {', '.join(ENGINES)})")
-    if engine == "tvm" and "tvm" not in compiled.manifest:
-        raise UsageError(f"'{out}' has no TVM modules; compile it with --backend tvm")
+    check_run_options(frames, warmup, timeout, startup_timeout=startup_timeout, stall_timeout=stall_timeout)
+    checked_engine(compiled, engine, per_stage=True)
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
     stacks = stack_feeds(compiled.manifest, feeds)
@@ -221,7 +233,7 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None, engine=engine)
         np.savez(rundir / "inputs.npz", **stacks)
-        report = launch_for_report(compiled, cmd, rundir, timeout)
+        report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout))
         outputs: dict[str, np.ndarray] = {}
         if keep_outputs:
             with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
@@ -231,11 +243,14 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-def check_run_options(frames: int, warmup: int, timeout: float) -> None:
+def check_run_options(frames: int, warmup: int, timeout: float | None, *, startup_timeout: float | None = None,
+                      stall_timeout: float | None = None) -> None:
     if frames < 1 or warmup < 0:
         raise UsageError("--frames must be at least 1 and --warmup at least 0")
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    for flag, value in (("--timeout", timeout), ("--startup-timeout", startup_timeout),
+                        ("--stall-timeout", stall_timeout)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be positive")
 
 
 def make_rundir(workdir: str | Path | None, prefix: str) -> Path:
@@ -245,26 +260,35 @@ def make_rundir(workdir: str | Path | None, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=workdir)).resolve()
 
 
-def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, timeout: float) -> dict:
-    """Run `cmd` under the time limit; the report its rank 0 wrote, or the failure it caused."""
-    rc = _launch(cmd, rundir / "mpirun.log", timeout)
+def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, limits: Limits | float | None) -> dict:
+    """Run `cmd` under its limits; the report its rank 0 wrote, or the failure it caused. A plain
+    number is an overall limit alone, for ranks that report no progress."""
+    if not isinstance(limits, Limits):
+        limits = Limits(overall=limits, startup=None, stall=None)
+    rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, len(compiled.stages))
     log = (rundir / "mpirun.log").read_text(errors="replace")
     if rc != 0 or not (rundir / "report.json").is_file():
-        raise _failure(compiled, rundir, log, rc, timeout)
+        raise _failure(compiled, rundir, log, rc)
     report = json.loads((rundir / "report.json").read_text())
     report["command"] = cmd
     return report
 
 
-def _launch(cmd: list[str], log_path: Path, timeout: float) -> int | None:
-    """Run mpirun in a new session; None when it had to be stopped at the time limit."""
+def _launch(cmd: list[str], log_path: Path, limits: Limits, rundir: Path, ranks: int) -> int | Stop:
+    """Run mpirun in a new session; its exit code, or the `Stop` of the limit it was stopped at."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=mpi_env(), start_new_session=True)
+        watch = RunWatch(limits, time.monotonic())
         try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            while True:
+                try:
+                    return proc.wait(timeout=POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+                stop = watch.observe(time.monotonic(), read_all(rundir, ranks))
+                if stop is not None:
+                    return stop
         finally:
             kill_session(proc.pid)
             proc.wait()

@@ -5,8 +5,9 @@
 Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
 (shared by all ranks): the input-owning ranks read `inputs.npz` there, rank 0 writes
 `report.json` and `outputs.npz` there, every rank keeps its (frame, phase) in a mapped
-`progress-rank<k>` file, and a failing rank leaves `error-rank<k>.json` there and aborts the
-whole job, so the launcher can name the rank and the cause instead of hanging.
+`progress-rank<k>` file (READY once its stage is loaded, which starts the launcher's stall
+clock), and a failing rank leaves `error-rank<k>.json` there and aborts the whole job, so the
+launcher can name the rank and the cause instead of hanging.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..compiler.diagnostics import UsageError
 from .failure import report_rank_error
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
-from .progress import DONE, current_frame, open_progress
+from .progress import DONE, READY, current_frame, open_progress
 from .report import summarize
 from .stage_kernel import kernel_for, links, output_specs
 
@@ -48,6 +49,19 @@ def crash_hook(rank: int) -> Callable[[int], None] | None:
         os._exit(17)
 
     return hook
+
+
+def slow_start(rank: int) -> None:
+    """The test hook that delays one rank's start-up: EDGEC_TEST_SLOW_START=RANK:SECONDS (`inf`: never
+    ready), so tests can tell a slow start from a hang without depending on how fast processes start."""
+    spec = os.environ.get("EDGEC_TEST_SLOW_START", "")
+    who, _, seconds = spec.partition(":")
+    if who != str(rank):
+        return
+    delay = float(seconds or "inf")
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
 
 
 def load_feeds(rundir: Path, manifest: dict, rank: int) -> dict[str, np.ndarray]:
@@ -119,6 +133,8 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
         tag_stride=len(manifest["transfers"]), keep=[spec["name"] for spec in mine] if keep_outputs else [],
         before_frame=crash_hook(rank), progress=state,
     )
+    slow_start(rank)
+    state[1] = READY
     comm.Barrier()
     origin = time.perf_counter()
     stats = loop.run(warmup + frames, keep_from=warmup)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...compiler.diagnostics import UsageError
+from ..output_dir import claim_build_directory
 
 PROGRAM = "edgec_pipeline"
 
@@ -22,9 +23,10 @@ def program_path(out: str | Path) -> Path:
 
 
 def build(out: str | Path, *, build_dir: str | Path | None = None, cmake_args: list[str] | None = None,
-          jobs: int = 2, progress: Callable[[str], None] = lambda _msg: None) -> Path:
+          jobs: int = 2, progress: Callable[[str], None] = lambda _msg: None, force: bool = False) -> Path:
     """Configure and build OUT/cpp into `build_dir` (default OUT/build); returns the program's path.
-    A failing step raises UsageError with the tail of the compiler's output."""
+    A failing step raises UsageError with the tail of the compiler's output. `build_dir` follows the
+    output-directory rule (`output_dir.claim_build_directory`; `force` builds beside other files)."""
     out = Path(out)
     source = out / "cpp"
     if not (source / "CMakeLists.txt").is_file():
@@ -32,6 +34,7 @@ def build(out: str | Path, *, build_dir: str | Path | None = None, cmake_args: l
     if shutil.which("cmake") is None:
         raise UsageError("'cmake' not found", hint="apt-get install cmake g++ openmpi-bin libopenmpi-dev")
     build_dir = Path(build_dir) if build_dir else out / "build"
+    claim_build_directory(build_dir, source, force=force, progress=progress)
     steps = [["cmake", "-S", str(source), "-B", str(build_dir), *(cmake_args or [])],
              ["cmake", "--build", str(build_dir), "-j", str(jobs)]]
     for step in steps:

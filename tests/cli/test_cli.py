@@ -85,7 +85,8 @@ def test_print_after_and_dump_ir(model, tmp_path):
                    "--dump-ir", tmp_path / "ir")
     assert result.exit_code == 0
     assert "// IR after comm-insert" in result.output and "edgec.Send" in result.output
-    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["01-split-layer.txt", "02-split.txt", "03-comm-insert.txt"]
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["01-canonicalize.txt", "02-split-layer.txt",
+                                                                "03-split.txt", "04-comm-insert.txt"]
 
 
 ERRORS = [

@@ -29,11 +29,24 @@ def test_weights_match_onnx_load_and_stay_on_disk(tmp_path):
     assert [n.name for n in loaded.graph] == [n.name for n in reference.graph.node]
 
 
-@pytest.mark.parametrize("cut", [1, 100, 5000])
-def test_truncated_file_is_an_error(tmp_path, cut):
+@pytest.mark.parametrize("cut", [1, 3, 100, 5000, -40], ids=["1", "3", "100", "5000", "all-but-40"])
+def test_truncated_file_is_an_error_that_says_so_with_its_size(tmp_path, cut):
     path = tmp_path / "m.onnx"
     onnx.save(build(), path)
     data = path.read_bytes()
     path.write_bytes(data[:-cut])
-    with pytest.raises(ModelError, match="cannot read"):
+    size = path.stat().st_size
+    with pytest.raises(ModelError) as info:
+        edgec.load_model(path)
+    message = info.value.message
+    assert message.startswith(f"cannot read '{path}' ({size} bytes) as an ONNX model: the file is truncated or not an "
+                              "ONNX model (")
+    assert "mmap" not in message and "index out of range" not in message
+
+
+@pytest.mark.parametrize("data", [b"hello, this is a text file\n", b"\x08\x07garbage \xff\xff\xff", b"\x0a\xff"])
+def test_a_file_that_is_not_onnx_says_so(tmp_path, data):
+    path = tmp_path / "notes.onnx"
+    path.write_bytes(data)
+    with pytest.raises(ModelError, match=rf"\({len(data)} bytes\) as an ONNX model: the file is truncated or not an ONNX model"):
         edgec.load_model(path)

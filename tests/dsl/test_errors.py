@@ -95,7 +95,7 @@ def test_errors_with_suggestions(text: str, message: str, suggestion: str) -> No
         ("cdc x parity 2 on a, b, c", "parity 2 needs 2 targets", 1, 19),
         ("place x on a threads 0", "threads must be at least 1", 1, 22),
         ("place " + "9" * 50 + " on a", "unexpected '9999", 1, 7),
-        ("input x [" + "9" * 50 + "]", "too large", 1, 10),
+        ("input x [" + "9" * 50 + "]", "a dimension must be at most 2147483647, got 999999999999… (50 digits)", 1, 10),
     ],
 )
 def test_semantic_errors(text: str, message: str, line: int, column: int) -> None:
@@ -120,3 +120,30 @@ def test_duplicate_device_hint_names_the_first() -> None:
 
 def test_targets_unchecked_when_no_device_is_declared() -> None:
     assert parse_plan("place x on anywhere.gpu").places[0].target.device == "anywhere"
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("device a { cores 99999999999999999999999 }", "'cores' must be at most 4096, got 99999999999999999999999", 18),
+        ("device a { cores 4097 }", "'cores' must be at most 4096, got 4097", 18),
+        ("device a { slots 100000 }", "'slots' must be at most 4096, got 100000", 18),
+        ("device a { mem 2000000TiB }", "'mem' must be at most 1PiB, got '2000000TiB'", 16),
+        ("device a {}\ndevice b {}\nlink a -> b { bandwidth 0Mbit }", "'bandwidth' must be more than 0", 25),
+        ("place x on a threads 5000", "threads must be at most 4096, got 5000", 22),
+        ("split x by output into 1025 on a", "the number of parts must be at most 1024, got 1025", 24),
+        ("split x by spatial into 33x32 on a", "a 33x32 grid makes 1056 parts; a split has at most 1024", 25),
+        ("split x by spatial into 2x99999 on a", "a grid dimension must be at most 1024, got 99999", 25),
+        ("split x by input into 2 ratio 1:1000001 on a", "a ratio entry must be at most 1000000, got 1000001", 33),
+        ("input x [1, 2147483648]", "a dimension must be at most 2147483647, got 2147483648", 13),
+        ("cdc x parity 2000 on a", "parity must be at most 1024, got 2000", 14),
+        ("device a { cores 0004 }", None, 0),
+    ],
+)
+def test_integers_are_bounded_with_a_located_error(text: str, message: str | None, column: int) -> None:
+    if message is None:
+        assert parse_plan(text, "plan.edge").devices[0].props["cores"].value == 4
+        return
+    error = error_of(text)
+    assert message in error.message, error.message
+    assert error.span.column == column

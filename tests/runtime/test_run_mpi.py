@@ -33,7 +33,7 @@ def test_frames_stay_in_order_through_the_double_buffers(tiny_out, leftover_rank
     """Five different frames, cycled over 13 measured frames after 3 warm-up frames: every saved
     output must belong to its own frame, so no buffer or tag ever mixes two frames."""
     frames = np.random.default_rng(7).standard_normal((5, 1, 3, 32, 32)).astype(np.float32)
-    result = run(tiny_out, {"image": frames}, frames=13, warmup=3, keep_outputs=True, timeout=60)
+    result = run(tiny_out, {"image": frames}, frames=13, warmup=3, keep_outputs=True)
     probs = result.outputs["probs"]
     assert probs.shape == (13, 1, 10)
     expected = [reference(tiny_out, {"image": frame})["probs"] for frame in frames]
@@ -45,7 +45,7 @@ def test_frames_stay_in_order_through_the_double_buffers(tiny_out, leftover_rank
 
 
 def test_report_figures(tiny_out):
-    result = run(tiny_out, random_inputs(CompiledOutput.open(tiny_out).manifest), frames=20, warmup=2, timeout=60)
+    result = run(tiny_out, random_inputs(CompiledOutput.open(tiny_out).manifest), frames=20, warmup=2)
     report = result.report
     assert report["frames"] == 20 and report["ranks"] == 4
     assert report["throughput_fps"] > 0 and 0 < report["efficiency"] <= 1.5
@@ -118,7 +118,7 @@ def test_hosts_file_uses_the_rankfile(tmp_path, leftover_ranks):
     hosts = tmp_path / "hostfile"
     hosts.write_text("localhost slots=4\n")
     feeds = random_inputs(CompiledOutput.open(out).manifest, 2)
-    result = run(out, feeds, frames=2, hosts=hosts, keep_outputs=True, timeout=60)
+    result = run(out, feeds, frames=2, hosts=hosts, keep_outputs=True)
     assert "--rankfile" in result.command and str(hosts) in result.command
     assert compare({"probs": result.outputs["probs"][1]}, reference(out, feeds), 1e-4).ok
     assert leftover_ranks(out) == []
@@ -140,7 +140,7 @@ def test_intra_layer_split_plan_runs_distributed(tmp_path, leftover_ranks):
     out = tmp_path / "out"
     edgec.compile(model, (examples / "tiny_cnn_split.edge").read_text(), out)
     feeds = random_inputs(CompiledOutput.open(out).manifest, seed=4)
-    result = run(out, feeds, frames=3, warmup=1, keep_outputs=True, timeout=120)
+    result = run(out, feeds, frames=3, warmup=1, keep_outputs=True)
     report = compare({"probs": result.outputs["probs"][0]}, reference(out, feeds), 1e-4)
     assert report.ok, report.outputs
     assert result.report["ranks"] == 9

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from edgec.runtime.failure import crashed_rank, read_rank_errors, stuck_ranks
-from edgec.runtime.progress import COMPUTE, WAIT_INPUTS, open_progress
+from edgec.runtime.progress import COMPUTE, WAIT_INPUTS, open_progress, read_all
 from edgec.runtime.report import render, summarize
 
 MANIFEST = {
@@ -104,7 +104,12 @@ def test_stuck_ranks_blame_the_busy_one_first(tmp_path):
     busy[:] = (6, COMPUTE)
     waiting.flush()
     busy.flush()
-    assert stuck_ranks(tmp_path, MANIFEST["stages"]) == (
+    states = tuple(read_all(tmp_path, 2))
+    assert states == ((7, WAIT_INPUTS), (6, COMPUTE))
+    assert stuck_ranks(states, MANIFEST["stages"]) == (
         "rank 1 (stage 1 on device 'hub') was computing frame 6; "
         "rank 0 (stage 0 on device 'cam') was waiting for its inputs of frame 7")
-    assert "had not started" in stuck_ranks(tmp_path, MANIFEST["stages"] + [{"rank": 2, "device": "box"}])
+    three = tuple(read_all(tmp_path, 3))
+    assert three[2] is None
+    assert "rank 2 (stage 2 on device 'box') had not started" in stuck_ranks(
+        three, MANIFEST["stages"] + [{"rank": 2, "device": "box"}])
