@@ -13,6 +13,7 @@ from ..compiler.diagnostics import PlanError, SourceSpan, closest
 from ..compiler.facts import Fact
 from ..compiler.platform import KNOWN_ARCHES, Device, Link, Platform
 from ..compiler.program import Program
+from ..compiler.split_rules import SPATIAL_WORDS, splittable_ops, words_for
 from . import ast
 from .selectors import resolve
 
@@ -96,10 +97,6 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
     program.facts.add(Fact.PLACED)
 
 
-SPLIT_KINDS_BY_OP = {"Conv": ("filter", "output", "channel", "input", "spatial"), "Gemm": ("output", "input"),
-                     "MatMul": ("output", "input")}
-
-
 def lower_splits(plan: ast.Plan, program: Program) -> None:
     """Attach a `SplitSpec` to every node a `split` statement selects; the split-layer pass rewrites them."""
     order = program.node_names()
@@ -116,11 +113,12 @@ def lower_splits(plan: ast.Plan, program: Program) -> None:
                 raise PlanError(f"node '{name}' is already split at {split_by[name]}", stmt.selector.span)
             split_by[name] = stmt.span
             node = nodes[name]
-            allowed = SPLIT_KINDS_BY_OP.get(node.op_type)
-            if stmt.kind != "spatial" and allowed is None:
-                raise PlanError(f"cannot split {node.op_type} '{name}': only Conv, Gemm and MatMul layers split "
+            layers = splittable_ops()
+            if stmt.kind not in SPATIAL_WORDS and node.op_type not in layers:
+                raise PlanError(f"cannot split {node.op_type} '{name}': only {', '.join(layers)} layers split "
                                 f"by {stmt.kind}", stmt.selector.span)
-            if allowed is not None and stmt.kind not in allowed:
+            allowed = words_for(node.op_type)
+            if node.op_type in layers and stmt.kind not in allowed:
                 raise PlanError(f"cannot split {node.op_type} '{name}' by {stmt.kind} (it takes: {', '.join(allowed)})",
                                 stmt.span)
             node.meta[SPLIT] = spec

@@ -19,8 +19,9 @@ from edgec.dsl.ast import (
     PlaceStmt, Property, PruneStmt, QuantizeStmt, RangeSel, Selector, SplitStmt, Statement, Target,
 )
 from edgec.dsl.units import bounded_int, expect_quantity
+from ..compiler.split_rules import SPLIT_WORDS
 
-SPLIT_KINDS = ("output", "input", "channel", "spatial", "filter")
+SPLIT_KINDS = SPLIT_WORDS
 DTYPES = ("int8", "uint8", "fp16", "bf16")
 PRUNE_WHAT = ("channels", "filters")
 PRUNE_METRICS = ("l1", "l2")

@@ -15,9 +15,9 @@ from .split_parts import ConcatParts, SplitContext, nbytes
 
 
 def split_conv(ctx: SplitContext) -> ConcatParts | ir.Value:
-    if ctx.spec.kind in ("filter", "output"):
+    if ctx.kind == "output":
         return _by_filter(ctx)
-    if ctx.spec.kind in ("channel", "input"):
+    if ctx.kind == "input":
         return _by_channel(ctx)
     raise ctx.fail("a convolution splits by filter (output), channel (input) or spatial")
 

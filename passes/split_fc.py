@@ -30,7 +30,7 @@ def split_gemm(ctx: SplitContext) -> ConcatParts | ir.Value:
     out = node.outputs[0]
     k_a, n_b, k_b = _gemm_axes(node)
     m, n = out.shape
-    if ctx.spec.kind == "output":
+    if ctx.kind == "output":
         parts, ranges = [], ctx.sizes(n, "output neurons")
         for i, ((lo, hi), place) in enumerate(zip(ranges, ctx.spec.parts)):
             w = b.const(f"part{i}.B", np.take(weight_b, np.arange(lo, hi), axis=n_b))
@@ -41,7 +41,7 @@ def split_gemm(ctx: SplitContext) -> ConcatParts | ir.Value:
             parts.append(b.clone(node, f"part{i}", inputs, [m, hi - lo], place))
             ctx.add_part(place, nbytes(a), nbytes(parts[-1]))
         return ConcatParts(parts, 1, ranges)
-    if ctx.spec.kind == "input":
+    if ctx.kind == "input":
         k = a.shape[k_a]
         partial = []
         for i, ((lo, hi), place) in enumerate(zip(ctx.sizes(k, "input features"), ctx.spec.parts)):
@@ -66,14 +66,14 @@ def split_matmul(ctx: SplitContext) -> ConcatParts | ir.Value:
     if weight.ndim != 2:
         raise ctx.fail(f"the weight must be 2-D, it is {weight.ndim}-D")
     shape = list(out.shape)
-    if ctx.spec.kind == "output":
+    if ctx.kind == "output":
         parts, ranges = [], ctx.sizes(weight.shape[1], "output neurons")
         for i, ((lo, hi), place) in enumerate(zip(ranges, ctx.spec.parts)):
             w = b.const(f"part{i}.W", weight[:, lo:hi])
             parts.append(b.clone(node, f"part{i}", [x, w], shape[:-1] + [hi - lo], place))
             ctx.add_part(place, nbytes(x), nbytes(parts[-1]))
         return ConcatParts(parts, len(shape) - 1, ranges)
-    if ctx.spec.kind == "input":
+    if ctx.kind == "input":
         partial = []
         last = len(x.shape) - 1
         for i, ((lo, hi), place) in enumerate(zip(ctx.sizes(weight.shape[0], "input features"), ctx.spec.parts)):

@@ -20,7 +20,7 @@ from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program
 from .split_parts import ConcatParts, SplitContext, nbytes
-from .split_rules import CHANNELWISE, ELEMENTWISE, rule_for, splittable_ops
+from ..compiler.split_rules import CHANNELWISE, ELEMENTWISE, rule_for, splittable_ops
 from .split_spatial import split_spatial
 
 

@@ -16,6 +16,7 @@ import onnx_ir as ir
 from ..compiler.annotations import Placement, SplitSpec, placement_of, split_of
 from ..compiler.builder import Builder, bounds, part_sizes
 from ..compiler.diagnostics import PlanError
+from ..compiler.split_rules import canonical_kind
 
 
 @dataclass
@@ -61,6 +62,11 @@ class SplitContext:
         merge_at = spec.merge or _consumer_placement(last or node) or spec.parts[0]
         report = SplitReport(node.name, node.op_type, spec.kind, f"{merge_at.device}.{merge_at.resource}")
         return cls(graph, node, spec, merge_at, Builder(graph, node, node.name), report)
+
+    @property
+    def kind(self) -> str | None:
+        """The split kind in the table's terms (`output`, `input`, `spatial`): plan aliases resolved."""
+        return canonical_kind(self.node.op_type, self.spec.kind)
 
     def fail(self, reason: str, hint: str | None = None) -> PlanError:
         return PlanError(f"cannot split {self.node.op_type} '{self.node.name}' by {self.spec.kind}: {reason}",

@@ -16,10 +16,8 @@ import onnx_ir as ir
 
 from ..compiler.builder import bounds, part_sizes
 from .split_parts import SplitContext, nbytes
+from ..compiler.split_rules import SPATIALLY_POINTWISE, WINDOWED
 
-POINTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "HardSigmoid", "Softplus", "Clip", "Identity",
-             "BatchNormalization", "LRN", "PRelu", "Dropout", "Add", "Sub", "Mul", "Div"}
-WINDOWED = {"Conv", "MaxPool", "AveragePool"}
 
 Window = tuple[int, int, int, int]  # effective kernel, stride, pad begin, pad end (per axis)
 
@@ -56,7 +54,7 @@ def _windows(ctx: SplitContext, node: ir.Node) -> list[Window]:
 
 def _check_chain(ctx: SplitContext, chain: list[ir.Node]) -> None:
     for i, node in enumerate(chain):
-        if node.op_type not in POINTWISE | WINDOWED:
+        if node.op_type not in SPATIALLY_POINTWISE | WINDOWED:
             raise ctx.fail(f"'{node.name}' ({node.op_type}) cannot be tiled spatially",
                            hint="spatial splits take chains of Conv, MaxPool, AveragePool and pointwise layers")
         if len(node.outputs) != 1 or len(node.outputs[0].shape) != 4:

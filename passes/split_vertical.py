@@ -11,7 +11,7 @@ That keeps stages as large as possible while working on any DAG, not just chains
 
 from __future__ import annotations
 
-import networkx as nx
+import heapq
 
 from ..compiler.annotations import STAGE, placement_of
 from ..compiler.facts import Fact
@@ -36,7 +36,7 @@ class SplitVertical(Pass):
 
     def call(self, program: Program) -> PassResult:
         graph = program.graph
-        stage_graph = nx.DiGraph()
+        successors: list[set[int]] = []
         keys: list[tuple] = []
         newest: dict[tuple, int] = {}
         assignment: dict[int, int] = {}
@@ -45,15 +45,17 @@ class SplitVertical(Pass):
             key = placement_of(node).key
             preds = {assignment[id(p)] for p in node.predecessors()}
             stage = newest.get(key)
-            if stage is None or any(p != stage and nx.has_path(stage_graph, stage, p) for p in preds):
+            if stage is None or any(p != stage and _reaches(successors, stage, p) for p in preds):
                 stage = len(keys)
                 keys.append(key)
                 newest[key] = stage
-                stage_graph.add_node(stage)
-            stage_graph.add_edges_from((p, stage) for p in preds if p != stage)
+                successors.append(set())
+            for p in preds:
+                if p != stage:
+                    successors[p].add(stage)
             assignment[id(node)] = stage
 
-        order = list(nx.lexicographical_topological_sort(stage_graph))
+        order = _smallest_first_order(successors)
         renumber = {old: new for new, old in enumerate(order)}
         program.stages = [Stage(renumber[old], *keys[old]) for old in order]
         for node in graph:
@@ -73,3 +75,34 @@ class SplitVertical(Pass):
         if any(node.meta.get(STAGE) is None for node in program.nodes()):
             raise self.fail("some nodes got no stage")
 
+
+def _reaches(successors: list[set[int]], source: int, target: int) -> bool:
+    """Whether the stage graph has a path from `source` to `target` (depth-first)."""
+    seen, todo = {source}, [source]
+    while todo:
+        for nxt in successors[todo.pop()]:
+            if nxt == target:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def _smallest_first_order(successors: list[set[int]]) -> list[int]:
+    """The topological order that always takes the smallest ready stage (a stable numbering)."""
+    indegree = [0] * len(successors)
+    for targets in successors:
+        for t in targets:
+            indegree[t] += 1
+    ready = [s for s, d in enumerate(indegree) if d == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        s = heapq.heappop(ready)
+        order.append(s)
+        for t in successors[s]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                heapq.heappush(ready, t)
+    return order

@@ -1,7 +1,8 @@
 """The one table of intra-layer splits: which op takes which kind, under which plan words, merged how.
 
 The split-layer pass finds its rewrite here and the plan lowering validates `split`
-statements and words their errors from the same rows, so what the language accepts and what
+statements and words their errors from the same rows (it lives in `compiler/` so the plan
+language can use it without importing the passes), so what the language accepts and what
 the pass can do never drift apart. The plan's aliases (`filter` = output channels of a Conv,
 `channel` = its input channels) exist only in this table. The op-name sets that the split
 rules (and the passes to come) test against live here too.
@@ -39,8 +40,8 @@ class SplitRule:
 
     def rewrite(self) -> Callable:
         """The rewrite function (imported on use: the plan lowering needs only the table)."""
-        from .split_conv import split_conv
-        from .split_fc import split_gemm, split_matmul
+        from ..passes.split_conv import split_conv
+        from ..passes.split_fc import split_gemm, split_matmul
 
         return {"Conv": split_conv, "Gemm": split_gemm, "MatMul": split_matmul}[self.op_type]
 
