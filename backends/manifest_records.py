@@ -7,17 +7,19 @@ JSON keys differ from field names only where a field needs its unit or Python re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..compiler.tensor_types import nbytes
 from .records import Fields, Record, plain
 
 
 @dataclass(frozen=True)
 class TensorSpec(Record):
+    """A named tensor with its static shape and numpy dtype name (`float32`), the manifest's unit of I/O."""
+
     name: str
     shape: tuple[int, ...]
     dtype: str
@@ -28,7 +30,7 @@ class TensorSpec(Record):
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * self.np_dtype.itemsize
+        return nbytes(self.shape, self.dtype)
 
     @property
     def typed(self) -> str:
@@ -64,6 +66,9 @@ def _dtype(f: Fields, key: str) -> str:
 
 @dataclass(frozen=True)
 class ModelInfo(Record):
+    """The source model: its path (None for a model given in memory) and sha256, and the graph's inputs and
+    outputs in order, each with the stage that reads or computes it."""
+
     path: str | None
     sha256: str | None
     inputs: tuple[GraphTensor, ...] = ()
@@ -73,12 +78,13 @@ class ModelInfo(Record):
     def read(cls, f: Fields) -> ModelInfo:
         f.only("path", "sha256", "inputs", "outputs")
         return cls(f.string("path", null=True), f.string("sha256", null=True),
-                   tuple(GraphTensor.read(c) for c in f.children("inputs")),
-                   tuple(GraphTensor.read(c) for c in f.children("outputs")))
+                   f.records("inputs", GraphTensor), f.records("outputs", GraphTensor))
 
 
 @dataclass(frozen=True)
 class PlanInfo(Record):
+    """The plan the output was compiled with: its path, sha256 and full source (so an output explains itself)."""
+
     path: str
     sha256: str
     source: str
@@ -112,6 +118,8 @@ class StageInput(Record):
 
 @dataclass(frozen=True)
 class StageSend(Record):
+    """A tensor a stage sends to stage `dst` with `tag` (the tag of the transfer it belongs to)."""
+
     tensor: str
     dst: int
     tag: int
@@ -135,12 +143,15 @@ class StageSignature(Record):
     @classmethod
     def read(cls, f: Fields) -> StageSignature:
         f.only("inputs", "outputs")
-        return cls(tuple(TensorSpec.read(c) for c in f.children("inputs")),
-                   tuple(TensorSpec.read(c) for c in f.children("outputs")))
+        return cls(f.records("inputs", TensorSpec), f.records("outputs", TensorSpec))
 
 
 @dataclass(frozen=True)
 class StageEntry(Record):
+    """One stage, run by MPI rank `rank`: where it runs (device, resource, `threads`, None meaning one), what
+    it holds (node count and first/last node, for people), its sub-model path, what it reads (`inputs`),
+    the graph outputs it computes, what it sends, and its `signature` (None in format 1 manifests)."""
+
     rank: int
     device: str
     resource: str
@@ -177,13 +188,15 @@ class StageEntry(Record):
         signature = f.child("signature", null=True) if f.has("signature") else None
         return cls(f.integer("rank"), f.string("device"), f.string("resource"), f.integer("threads", null=True),
                    f.integer("nodes"), f.string("first_node", null=True), f.string("last_node", null=True),
-                   f.string("model"), tuple(StageInput.read(c) for c in f.children("inputs")), tuple(outputs),
-                   tuple(StageSend.read(c) for c in f.children("sends")),
+                   f.string("model"), f.records("inputs", StageInput), tuple(outputs), f.records("sends", StageSend),
                    StageSignature.read(signature) if signature is not None else None)
 
 
 @dataclass(frozen=True)
 class TransferEntry(Record):
+    """One boundary tensor moving from stage `src` to stage `dst` with `tag`: its shape, dtype, wire format
+    and bytes per frame (`nbytes`, JSON `"bytes"`), as the compiler's `Transfer` counted them."""
+
     tensor: str
     src: int
     dst: int
@@ -210,6 +223,8 @@ class TransferEntry(Record):
 
 @dataclass(frozen=True)
 class SplitPart(Record):
+    """One part of an intra-layer split: where it runs, and the bytes it receives, sends and reads as halo."""
+
     device: str
     resource: str
     receives_bytes: int
@@ -241,7 +256,7 @@ class SplitEntry(Record):
     def read(cls, f: Fields) -> SplitEntry:
         f.only("layer", "op", "kind", "merge", "nodes", "parts")
         return cls(f.string("layer"), f.string("op"), f.string("kind"), f.string("merge"), f.strs("nodes", default=[]),
-                   tuple(SplitPart.read(c) for c in f.children("parts")))
+                   f.records("parts", SplitPart))
 
 
 @dataclass(frozen=True)

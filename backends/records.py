@@ -7,6 +7,7 @@ the runtime. `Fields` is that checked reader; `Record` is the base of every mani
 
 Every record also reads like its JSON: `record["key"]` is `record.to_json()["key"]` (a read-only
 Mapping), so code written against the plain dict keeps working while it moves to attributes.
+edgec's own code reads attributes; scripts (benchmarks/) and some tests still read keys.
 Sequence fields are tuples, so records compare equal after a round trip.
 """
 
@@ -117,6 +118,10 @@ class Fields:
     def children(self, key: str, **kw: Any) -> list[Fields]:
         values = self.get(key, "a list", **kw)
         return [Fields(v, f"{self._path(key)}[{i}]", self.source) for i, v in enumerate(values)]
+
+    def records(self, key: str, kind: type[R], **kw: Any) -> tuple[R, ...]:
+        """The list at `key`, each item read as a `kind` record."""
+        return tuple(kind.read(c) for c in self.children(key, **kw))
 
     def only(self, *keys: str) -> None:
         """Refuse keys this reader does not know: a typo must not pass for an absent optional key."""

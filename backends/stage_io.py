@@ -20,6 +20,9 @@ from ..compiler.program import Program
 
 @dataclass
 class StageIO:
+    """One stage's compute nodes (edgec's Send/Recv left out) and its boundary values in signature order:
+    the graph inputs it owns, the values it receives, then what it sends and the graph outputs it computes."""
+
     nodes: list[ir.Node]
     owned: list[ir.Value]
     received: list[ir.Value]

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 import onnx_ir as ir
 
 from .annotations import BOUNDARY, is_edgec_op, placement_of, stage_of
 from .diagnostics import VerifyError
 from .facts import Fact
 from .platform import Platform
+from .tensor_types import nbytes
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Transfer:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return nbytes(self.shape, self.dtype)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ..compiler.annotations import Placement, SplitSpec, placement_of, split_of
 from ..compiler.builder import Builder, bounds, part_sizes
 from ..compiler.diagnostics import PlanError
 from ..compiler.split_rules import canonical_kind
+from ..compiler.tensor_types import nbytes as tensor_bytes
 
 
 @dataclass
@@ -43,7 +44,8 @@ class SplitReport:
 
 
 def nbytes(value: ir.Value) -> int:
-    return int(np.prod(list(value.shape), dtype=np.int64)) * int(value.dtype.itemsize)
+    """Bytes of a (statically shaped) value."""
+    return tensor_bytes(value.shape, value.dtype)
 
 
 @dataclass

@@ -17,7 +17,9 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from ..backends.manifest import StageEntry
 from ..compiler.diagnostics import EdgecError
 from .progress import WAITING, State, Stop, describe, held_frame, is_ready, oldest_holder
 
@@ -30,21 +32,23 @@ class RuntimeFailure(EdgecError):
 
 @dataclass(frozen=True)
 class RankError:
+    """What a failing rank reported (its error file or stderr line): the cause, the frame it was at, the
+    traceback as `detail`, and the wall-clock `time`, which orders the errors of one run."""
+
     rank: int
     cause: str
     frame: int | None = None
     detail: str = ""
     time: float = 0.0
 
-    def describe(self, stages: list[dict]) -> str:
+    def describe(self, stages: Sequence[StageEntry]) -> str:
         where = f" at frame {self.frame}" if self.frame is not None else ""
         return f"{rank_name(self.rank, stages)} failed{where}: {self.cause}"
 
 
-def rank_name(rank: int, stages: list[dict]) -> str:
+def rank_name(rank: int, stages: Sequence[StageEntry]) -> str:
     if 0 <= rank < len(stages):
-        stage = stages[rank]
-        return f"rank {rank} (stage {rank} on device '{stage['device']}')"
+        return f"rank {rank} (stage {rank} on device '{stages[rank].device}')"
     return f"rank {rank}"
 
 
@@ -102,13 +106,13 @@ def crashed_rank(mpirun_output: str) -> tuple[int, str] | None:
     return None
 
 
-def _doing(rank: int, state: State | None, stages: list[dict]) -> str:
+def _doing(rank: int, state: State | None, stages: Sequence[StageEntry]) -> str:
     if state is None:
         return f"{rank_name(rank, stages)} had not started"
     return f"{rank_name(rank, stages)} was {describe(*state)}"
 
 
-def stuck_ranks(states: tuple[State | None, ...], stages: list[dict], *, first: int | None = None,
+def stuck_ranks(states: tuple[State | None, ...], stages: Sequence[StageEntry], *, first: int | None = None,
                 leave_out: int | None = None) -> str:
     """What each rank was doing when the run was stopped: `first`, then busy ranks (the likely
     culprits), then those waiting on others; `leave_out` is not listed."""
@@ -121,7 +125,7 @@ def stuck_ranks(states: tuple[State | None, ...], stages: list[dict], *, first: 
     return "; ".join(lead + busy + waiting)
 
 
-def stopped(stop: Stop, stages: list[dict]) -> RuntimeFailure:
+def stopped(stop: Stop, stages: Sequence[StageEntry]) -> RuntimeFailure:
     """The failure of a run stopped at one of its time limits, naming the rank to blame."""
     states = stop.states
     if stop.reason == "startup":

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
-from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stopped, tail
 from .engines import checked_engine
+from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stopped, tail
+from .inputs import RUN_INPUTS, stack_feeds
 from .outputs import CompiledOutput
-
 from .progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, Limits, RunWatch, Stop, read_all
 
 DEFAULT_TIMEOUT = 300.0
@@ -48,52 +48,12 @@ FORWARDED_ENV = ("PYTHONPATH", "EDGEC_TEST_CRASH_RANK", "EDGEC_TEST_CRASH_FRAME"
 
 @dataclass
 class RunResult:
+    """What a distributed run gives back, whatever the engine: the report (`report.summarize`'s figures and
+    the mpirun `command`), the graph outputs of every measured frame (with keep_outputs), and the command."""
+
     report: dict
     outputs: dict[str, np.ndarray]
     command: list[str]
-
-
-def read_inputs(manifest: dict, paths: list[str | Path]) -> dict[str, np.ndarray]:
-    """Arrays from `.npy` files (one per model input, in order) or one `.npz` keyed by input name;
-    each holds one frame or a stack of frames (checked by `stack_feeds`)."""
-    specs = manifest["model"]["inputs"]
-    for path in paths:
-        if not Path(path).is_file():
-            raise UsageError(f"input file '{path}' does not exist")
-    try:
-        if len(paths) == 1 and str(paths[0]).endswith(".npz"):
-            with np.load(paths[0], allow_pickle=False) as data:
-                return {name: data[name] for name in data.files}
-        if len(paths) != len(specs):
-            raise UsageError(f"the model has {len(specs)} input(s) but {len(paths)} --input file(s) were given")
-        return {spec["name"]: np.load(path, allow_pickle=False) for spec, path in zip(specs, paths)}
-    except ValueError as exc:
-        raise UsageError(f"cannot read the --input files as numpy arrays: {exc}") from None
-
-
-def stack_feeds(manifest: dict, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each input as a stack of frames (frames, *shape), refusing any that does not match the
-    manifest before a process starts. An input may be one frame or a stack of frames."""
-    specs = {spec["name"]: spec for spec in manifest["model"]["inputs"]}
-    for name in feeds:
-        if name not in specs:
-            raise UsageError(f"'{name}' is not an input of the model (inputs: {', '.join(specs)})")
-    stacks = {}
-    for name, spec in specs.items():
-        if name not in feeds:
-            raise UsageError(f"no data for model input '{name}'")
-        array, shape, dtype = feeds[name], spec["shape"], np.dtype(spec["dtype"])
-        if array.dtype != dtype or list(array.shape) not in (shape, [*array.shape[:1], *shape]):
-            raise UsageError(f"input '{name}' must be {dtype}{shape} (or a stack of frames, {dtype}[frames, "
-                             f"{', '.join(map(str, shape))}]), got {array.dtype}{list(array.shape)}")
-        stacks[name] = np.ascontiguousarray(array if array.ndim == len(shape) + 1 and list(array.shape[1:]) == shape
-                                            else array[None])
-    if len({len(stack) for stack in stacks.values()}) > 1:
-        raise UsageError("the inputs hold different numbers of frames: " +
-                         ", ".join(f"'{n}' {len(s)}" for n, s in stacks.items()))
-    if any(len(stack) == 0 for stack in stacks.values()):
-        raise UsageError("an input stack holds no frames")
-    return stacks
 
 
 def _single_copy_works() -> bool:
@@ -106,6 +66,8 @@ def _single_copy_works() -> bool:
         pass
 
     class IoVec(ctypes.Structure):
+        """`struct iovec` of process_vm_readv(2)."""
+
         _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
     try:
@@ -232,7 +194,7 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None, engine=engine)
-        np.savez(rundir / "inputs.npz", **stacks)
+        np.savez(rundir / RUN_INPUTS, **stacks)
         report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout))
         outputs: dict[str, np.ndarray] = {}
         if keep_outputs:

@@ -3,11 +3,11 @@
     mpirun -np S python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
 
 Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
-(shared by all ranks): the input-owning ranks read `inputs.npz` there, rank 0 writes
-`report.json` and `outputs.npz` there, every rank keeps its (frame, phase) in a mapped
-`progress-rank<k>` file (READY once its stage is loaded, which starts the launcher's stall
-clock), and a failing rank leaves `error-rank<k>.json` there and aborts the whole job, so the
-launcher can name the rank and the cause instead of hanging.
+(shared by all ranks): the input-owning ranks read `inputs.npz` there (`inputs.rank_inputs`),
+rank 0 writes `report.json` and `outputs.npz` there, every rank keeps its (frame, phase) in a
+mapped `progress-rank<k>` file (READY once its stage is loaded, which starts the launcher's
+stall clock), and a failing rank leaves `error-rank<k>.json` there and aborts the whole job, so
+the launcher can name the rank and the cause instead of hanging.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from ..backends.manifest import Manifest
 from ..compiler.diagnostics import UsageError
 from .failure import report_rank_error
+from .inputs import rank_inputs
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
 from .progress import DONE, READY, current_frame, open_progress
@@ -64,42 +66,22 @@ def slow_start(rank: int) -> None:
         time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
 
 
-def load_feeds(rundir: Path, manifest: dict, rank: int) -> dict[str, np.ndarray]:
-    """The graph inputs this rank owns, as stacks of frames, checked against the manifest."""
-    owned = [spec for spec in manifest["model"]["inputs"] if spec["stage"] == rank]
-    if not owned:
-        return {}
-    path = rundir / "inputs.npz"
-    if not path.is_file():
-        raise UsageError(f"input file '{path}' is missing (the run directory must be shared by all hosts)")
-    feeds = {}
-    with np.load(path, allow_pickle=False) as data:
-        for spec in owned:
-            if spec["name"] not in data.files:
-                raise UsageError(f"no data for model input '{spec['name']}'")
-            stack = data[spec["name"]]
-            if list(stack.shape[1:]) != spec["shape"] or len(stack) == 0 or stack.dtype != np.dtype(spec["dtype"]):
-                raise UsageError(f"input '{spec['name']}' must be {spec['dtype']}[frames, "
-                                 f"{', '.join(map(str, spec['shape']))}], got {stack.dtype}{list(stack.shape)}")
-            feeds[spec["name"]] = np.ascontiguousarray(stack)
-    return feeds
-
-
-def gather_outputs(comm: MPI.Comm, manifest: dict, kept: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
+def gather_outputs(comm: MPI.Comm, manifest: Manifest, kept: dict[str, np.ndarray],
+                   frames: int) -> dict[str, np.ndarray]:
     """Graph outputs of all measured frames, on rank 0 (raw bytes, tags after the frame tags)."""
-    rank, base = comm.Get_rank(), 2 * len(manifest["transfers"])
+    rank, base = comm.Get_rank(), 2 * len(manifest.transfers)
     gathered: dict[str, np.ndarray] = {}
-    for index, spec in enumerate(manifest["model"]["outputs"]):
-        owner = spec["stage"]
+    for index, spec in enumerate(manifest.model.outputs):
+        owner = spec.stage
         if rank == owner and owner != 0:
-            comm.Send([kept[spec["name"]], MPI.BYTE], 0, base + index)
+            comm.Send([kept[spec.name], MPI.BYTE], 0, base + index)
         elif rank == 0:
             if owner == 0:
-                gathered[spec["name"]] = kept[spec["name"]]
+                gathered[spec.name] = kept[spec.name]
             else:
-                array = np.empty((frames, *spec["shape"]), np.dtype(spec["dtype"]))
+                array = np.empty((frames, *spec.shape), spec.np_dtype)
                 comm.Recv([array, MPI.BYTE], owner, base + index)
-                gathered[spec["name"]] = array
+                gathered[spec.name] = array
     return gathered
 
 
@@ -120,17 +102,17 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
         raise UsageError(f"started with {comm.Get_size()} ranks, but '{out}' has {len(compiled.stages)} stages")
     table = json.loads((out / "comm.json").read_text())["ranks"][rank]
     recvs, sends = links(table["recvs"]), links(table["sends"])
-    mine = [spec for spec in manifest["model"]["outputs"] if spec["stage"] == rank]
+    mine = [spec for _, spec in manifest.stage_outputs(rank)]
     known = {link.tensor: link.spec for link in sends}
-    known.update({spec["name"]: TensorSpec(tuple(spec["shape"]), np.dtype(spec["dtype"])) for spec in mine})
-    threads = compiled.stages[rank].get("threads") or 1
+    known.update({spec.name: TensorSpec(spec.shape, spec.np_dtype) for spec in mine})
+    threads = manifest.stage(rank).threads or 1
     host = comm.Split_type(MPI.COMM_TYPE_SHARED)
     host_threads = host.allreduce(threads)
     host.Free()
     session = compiled.engine_session(rank, engine, spin=host_threads <= (os.cpu_count() or 1))
     loop = FrameLoop(
-        comm, recvs, sends, load_feeds(rundir, manifest, rank), output_specs(session, known), kernel_for(session),
-        tag_stride=len(manifest["transfers"]), keep=[spec["name"] for spec in mine] if keep_outputs else [],
+        comm, recvs, sends, rank_inputs(manifest, rank, rundir), output_specs(session, known), kernel_for(session),
+        tag_stride=len(manifest.transfers), keep=[spec.name for spec in mine] if keep_outputs else [],
         before_frame=crash_hook(rank), progress=state,
     )
     slow_start(rank)

@@ -1,27 +1,33 @@
-"""Read a compiled output directory back: its typed manifest, its stages' sessions, its inputs.
+"""Read a compiled output directory back: its typed manifest, its stages' sub-models and sessions.
 
 Shared by every way of running an output (in-process verify, the MPI ranks, the C++ program's
 launcher), so they all agree on what a stage consumes and produces. Which engine runs a stage
 is the engine registry's business (`engines.py`); this module only knows the ONNX sub-models,
-which every output has.
+which every output has. The model's inputs are `inputs.py`'s (`random_inputs` is re-exported
+here, where scripts and benchmarks import it from).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
-from ..backends.manifest import GraphTensor, Manifest, StageEntry, as_manifest, read_manifest
+from ..backends.manifest import Manifest, StageEntry, read_manifest
 from ..compiler.diagnostics import ModelError, UsageError, first_line
 from .engines import checked_engine
+from .inputs import random_inputs
+
+__all__ = ["CompiledOutput", "random_inputs"]
 
 
 @dataclass
 class CompiledOutput:
+    """An output directory opened for running: its root and checked manifest; sub-model paths are checked
+    when a stage is asked for, so a missing file names its stage."""
+
     root: Path
     manifest: Manifest
 
@@ -68,49 +74,3 @@ class CompiledOutput:
         if not path.is_file():
             raise UsageError(f"reference model '{path}' not found; pass --model to point at the unsplit model")
         return path
-
-
-def random_inputs(manifest: Manifest | Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in as_manifest(manifest).model.inputs:
-        shape, dtype = list(spec.shape), spec.np_dtype
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[spec.name] = rng.integers(0, 10, shape).astype(dtype)
-    return feeds
-
-
-def _check(spec: GraphTensor, array: np.ndarray) -> None:
-    if tuple(array.shape) != spec.shape or array.dtype != spec.np_dtype:
-        raise UsageError(f"input '{spec.name}' must be {spec.dtype}{list(spec.shape)}, "
-                         f"got {array.dtype}{list(array.shape)}")
-
-
-def load_inputs(manifest: Manifest | Mapping[str, Any], paths: list[str | Path]) -> dict[str, np.ndarray]:
-    """Inputs from `.npy` files (one per model input, in order) or one `.npz` keyed by input name."""
-    specs = as_manifest(manifest).model.inputs
-    arrays: dict[str, np.ndarray] = {}
-    for p in paths:
-        if not Path(p).is_file():
-            raise UsageError(f"input file '{p}' does not exist")
-    if len(paths) == 1 and str(paths[0]).endswith(".npz"):
-        with np.load(paths[0]) as data:
-            arrays = {k: data[k] for k in data.files}
-    else:
-        if len(paths) != len(specs):
-            raise UsageError(f"the model has {len(specs)} input(s) but {len(paths)} --input file(s) were given")
-        for spec, p in zip(specs, paths):
-            try:
-                arrays[spec.name] = np.load(p, allow_pickle=False)
-            except ValueError as exc:
-                raise UsageError(f"cannot read '{p}' as a .npy array: {exc}") from None
-    for spec in specs:
-        array = arrays.get(spec.name)
-        if array is None:
-            raise UsageError(f"no data for model input '{spec.name}'")
-        _check(spec, array)
-    return arrays

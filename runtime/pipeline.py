@@ -33,6 +33,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 from mpi4py import MPI
 
+from ..compiler.tensor_types import nbytes
 from .progress import COMPUTE, DRAIN, FINISH, WAIT_INPUTS, WAIT_SENDS
 
 
@@ -42,6 +43,9 @@ def _nothing(requests: list) -> None:
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A buffer the loop allocates: shape and numpy dtype, nameless (links and output tables name it); the
+    manifest's `TensorSpec` is the named, JSON form of the same facts."""
+
     shape: tuple[int, ...]
     dtype: np.dtype
 
@@ -50,7 +54,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return nbytes(self.shape, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,10 @@ class FrameStats:
 
 @dataclass
 class FrameLoop:
-    """`feeds` holds this rank's graph inputs as stacks of samples, shape (samples, *input shape):
+    """One rank's pipelined frame loop (see the module's docstring): persistent receives and synchronous
+    sends around `kernel`, over two preallocated buffer sets.
+
+    `feeds` holds this rank's graph inputs as stacks of samples, shape (samples, *input shape):
     measured frame j reads sample j % samples (a single sample is bound once and never copied)."""
 
     comm: MPI.Comm

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..compiler.diagnostics import UsageError
+from ..compiler.tensor_types import ort_numpy_name
 from .engines import kernel_for
 from .pipeline import Link, TensorSpec
 
@@ -25,6 +26,9 @@ __all__ = ["OrtKernel", "kernel_for", "links", "output_specs"]
 
 
 class OrtKernel:
+    """A stage's onnxruntime session as the frame loop's `Kernel`: one I/O binding per buffer set, made once,
+    so a frame runs with no allocation and no copy (see the module's docstring)."""
+
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
@@ -61,17 +65,13 @@ def output_specs(session: ort.InferenceSession, known: Mapping[str, TensorSpec])
             continue
         if not all(isinstance(d, int) for d in out.shape):
             raise UsageError(f"sub-model output '{out.name}' has a symbolic shape {out.shape}; recompile with fixed input shapes")
-        specs[out.name] = TensorSpec(tuple(out.shape), np.dtype(_ORT_TYPES.get(out.type, "float32")))
+        dtype = ort_numpy_name(out.type)
+        if dtype is None:
+            raise UsageError(f"sub-model output '{out.name}' is a {out.type}, not a tensor the frame loop can hold")
+        specs[out.name] = TensorSpec(tuple(out.shape), np.dtype(dtype))
     return specs
 
 
 def links(entries: list[dict]) -> list[Link]:
     """`comm.json` recvs or sends of one rank as loop links."""
     return [Link(e["tensor"], e["peer"], e["tag"], TensorSpec(tuple(e["shape"]), np.dtype(e["dtype"]))) for e in entries]
-
-
-_ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8", "tensor(bool)": "bool",
-}

@@ -32,13 +32,11 @@ from ..backends.tvm.emulate import elf_arch, run_module
 from ..backends.tvm.section import TvmSection
 from ..backends.tvm.targets import host_arch
 from ..compiler.diagnostics import UsageError
+from ..compiler.tensor_types import numpy_name, ort_type
 
 if TYPE_CHECKING:
     from .outputs import CompiledOutput
 
-_ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
-              "int64": "tensor(int64)", "int32": "tensor(int32)", "int8": "tensor(int8)", "uint8": "tensor(uint8)",
-              "bool": "tensor(bool)"}
 _ALIGNMENT = 64
 
 
@@ -52,7 +50,7 @@ class TensorArg:
 
 
 def _args(specs: Sequence[TensorSpec]) -> list[TensorArg]:
-    return [TensorArg(s.name, list(s.shape), _ORT_TYPES.get(s.dtype, f"tensor({s.dtype})")) for s in specs]
+    return [TensorArg(s.name, list(s.shape), ort_type(s.dtype)) for s in specs]
 
 
 def _init_tvm_threads() -> None:
@@ -132,7 +130,7 @@ class TvmSession:
 
         def specs(values) -> list[TensorSpec]:
             return [TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
-                               onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name)
+                               numpy_name(v.type.tensor_type.elem_type))
                     for v in values if v.name not in initializers]
 
         return cls(module, specs(proto.graph.input), specs(proto.graph.output), **options)

@@ -1,10 +1,12 @@
 """`edgec verify`: run every stage in one process and compare with the unsplit model.
 
-Stages run in rank order (a topological order) in the chosen engine (onnxruntime by default);
-boundary tensors are handed from producer to consumer by name, exactly as the ranks would over
-MPI. With `mpi`, or an engine that only runs the whole program (cpp), one frame goes through the
-real distributed program instead (`engines.Engine.run`). The unsplit source
-model runs in onnxruntime on the same inputs. The error of an output is
+`verify` is the one entry point, for the CLI and for Python alike: it takes the inputs as
+arrays, as input files, or not at all (seeded random inputs), and returns a `VerifyReport`
+that the CLI only prints. Stages run in rank order (a topological order) in the chosen engine
+(onnxruntime by default); boundary tensors are handed from producer to consumer by name,
+exactly as the ranks would over MPI. With `mpi`, or an engine that only runs the whole program
+(cpp), one frame goes through the real distributed program instead (`engines.Engine.run`). The
+unsplit source model runs in onnxruntime on the same inputs. The error of an output is
 `max|split - reference| / max|reference|` (relative to the output's scale, so tiny
 reference values do not make it blow up); a split plan passes when every output is within
 `tolerance`.
@@ -12,21 +14,30 @@ reference values do not make it blow up); a split plan passes when every output 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from ..compiler.diagnostics import EdgecError, ModelError, first_line
+from ..compiler.diagnostics import EdgecError, ModelError, UsageError, first_line
 from .engines import checked_engine
+from .inputs import check_inputs, load_inputs, random_inputs
 from .outputs import CompiledOutput
+
+Feeds = Mapping[str, np.ndarray] | Sequence[str | os.PathLike] | str | os.PathLike | None
+"""The inputs of `verify`: arrays by input name, input files (`edgec verify --input`), or None (random)."""
 
 DEFAULT_TOLERANCE = 1e-4
 
 
 @dataclass
 class OutputError:
+    """How far one graph output is from the reference: the largest absolute and relative error."""
+
     name: str
     max_abs: float
     max_rel: float
@@ -35,12 +46,23 @@ class OutputError:
 
 @dataclass
 class VerifyReport:
+    """The outcome of `verify`: every output's error against `tolerance`, and how the split program ran
+    (`stages`, `engine`, and `mpi`: whether the distributed run through mpirun was asked for)."""
+
     outputs: list[OutputError]
     tolerance: float
+    stages: int = 0
+    engine: str = "onnxruntime"
+    mpi: bool = False
 
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outputs)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as `edgec verify --json` prints it."""
+        return {"ok": self.ok, "tolerance": self.tolerance, "stages": self.stages, "mpi": self.mpi,
+                "engine": self.engine, "outputs": [dataclasses.asdict(o) for o in self.outputs]}
 
 
 def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime") -> dict[str, np.ndarray]:
@@ -91,23 +113,38 @@ def compare(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], tole
     return VerifyReport(errors, tolerance)
 
 
+def _frames(compiled: CompiledOutput, feeds: Feeds, seed: int) -> dict[str, np.ndarray]:
+    if feeds is None:
+        return random_inputs(compiled.manifest, seed)
+    if isinstance(feeds, Mapping):
+        return check_inputs(compiled.manifest, feeds)
+    paths = [feeds] if isinstance(feeds, (str, os.PathLike)) else list(feeds)
+    return load_inputs(compiled.manifest, paths)
+
+
 def verify(
     out: str | Path,
-    feeds: dict[str, np.ndarray],
+    feeds: Feeds = None,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     model: str | Path | None = None,
     engine: str = "onnxruntime",
     mpi: bool = False,
+    seed: int = 0,
 ) -> VerifyReport:
-    """Compare `engine`'s outputs for `feeds` with the unsplit model's: in one process, or with
-    `mpi` (and always for whole-program engines) through mpirun."""
+    """Compare `engine`'s outputs for `feeds` with the unsplit model's: in one process, or with `mpi` (and
+    always for whole-program engines) through mpirun. `feeds`: one frame of every input by name, the input
+    files (one `.npy` per input, in order, or one `.npz`), or None for random inputs from `seed`."""
+    if not tolerance >= 0:
+        raise UsageError(f"--tolerance must be a relative error of 0 or more, not {tolerance}")
     compiled = CompiledOutput.open(out)
     chosen = checked_engine(compiled, engine)
     reference = compiled.reference_model(model)
+    frames = _frames(compiled, feeds, seed)
     if mpi or not chosen.per_stage:
-        actual = run_distributed(compiled, feeds, engine)
+        actual = run_distributed(compiled, frames, engine)
     else:
-        actual = run_stages(compiled, feeds, engine)
-    expected = run_reference(reference, feeds, list(actual))
-    return compare(actual, expected, tolerance)
+        actual = run_stages(compiled, frames, engine)
+    expected = run_reference(reference, frames, list(actual))
+    report = compare(actual, expected, tolerance)
+    return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)

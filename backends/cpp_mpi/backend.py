@@ -16,6 +16,9 @@ from .section import CppSection
 
 
 class CppBackend(Backend):
+    """The `cpp` backend: the generated C++/MPI program and its per-device packages, from the manifest
+    alone (the `tvm` section gives each rank's module, hence `needs = ("tvm",)`)."""
+
     name = "cpp"
     summary = "one SPMD C++/MPI program (cpp/) and a package per device (packages/); needs tvm"
     needs = ("tvm",)

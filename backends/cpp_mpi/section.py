@@ -11,6 +11,9 @@ from ..records import Fields, Section
 
 @dataclass(frozen=True)
 class CppPackage(Section):
+    """One device's deployment package: the tarball `path` (relative to the output), the CPU `arch` its
+    modules are built for, and whether it carries the TVM runtime libraries for that arch."""
+
     device: str
     path: str
     arch: str
@@ -19,6 +22,9 @@ class CppPackage(Section):
 
 @dataclass(frozen=True)
 class CppSection(Section):
+    """What the cpp backend wrote: the generated `sources` under cpp/, the path `edgec build` builds the
+    `program` at, and the per-device packages (none until they are written)."""
+
     sources: tuple[str, ...]
     program: str
     packages: tuple[CppPackage, ...] = ()

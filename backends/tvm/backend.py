@@ -17,6 +17,9 @@ from .section import TvmSection
 
 
 class TvmBackend(Backend):
+    """The `tvm` backend: a TVM module per stage for its device's target, from the manifest's stages and
+    sub-models; it requires `batchnorm-folded` (see `frontend.py` for why)."""
+
     name = "tvm"
     summary = "a TVM module per stage (x86, aarch64, CUDA)"
     needs = ("onnx",)

@@ -20,10 +20,7 @@ from typing import Mapping, Sequence
 import onnx
 
 from ...compiler.diagnostics import ModelError
-
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
-           onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT8: "int8",
-           onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool"}
+from ...compiler.tensor_types import numpy_name
 
 
 def input_specs(model: onnx.ModelProto) -> dict[str, tuple[list[int], str]]:
@@ -34,7 +31,7 @@ def input_specs(model: onnx.ModelProto) -> dict[str, tuple[list[int], str]]:
         if v.name in inits:
             continue
         t = v.type.tensor_type
-        specs[v.name] = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim], _DTYPES.get(t.elem_type, "float32"))
+        specs[v.name] = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim], numpy_name(t.elem_type))
     return specs
 
 

@@ -59,6 +59,9 @@ class TvmStage(Section):
 
 @dataclass(frozen=True)
 class TvmSection(Section):
+    """What the tvm backend built: a module per stage (`stage(rank)`, None for a stage it did not build),
+    the TVM versions, and the wall time and parallel jobs of the build."""
+
     versions: dict[str, str]
     wall_seconds: float
     jobs: int

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgec import UsageError
+from edgec.backends.manifest import StageEntry
 from edgec.cli import app
 from edgec.runtime import launcher
 from edgec.runtime.failure import RuntimeFailure, stopped
@@ -90,7 +91,8 @@ def test_a_rank_that_never_gets_ready_is_stopped_at_the_startup_timeout(tiny_out
     assert leftover_ranks(tiny_out) == []
 
 
-STAGES = [{"device": d} for d in ("cam", "hub", "cam", "box")]
+STAGES = [StageEntry(rank, device, "cpu", None, 1, None, None, f"stage{rank}.onnx")
+          for rank, device in enumerate(("cam", "hub", "cam", "box"))]
 
 
 def test_the_stall_clock_starts_only_when_every_rank_is_ready():

@@ -25,7 +25,7 @@ runner = CliRunner()
 
 def reference(out, feeds):
     compiled = CompiledOutput.open(out)
-    names = [spec["name"] for spec in compiled.manifest["model"]["outputs"]]
+    names = [spec.name for spec in compiled.manifest.model.outputs]
     return run_reference(compiled.reference_model(), feeds, names)
 
 

@@ -11,15 +11,23 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from edgec.backends.manifest import GraphTensor, Manifest, ModelInfo, StageEntry, TransferEntry
+from edgec.compiler.platform import Platform
 from edgec.runtime.failure import crashed_rank, read_rank_errors, stuck_ranks
 from edgec.runtime.progress import COMPUTE, WAIT_INPUTS, open_progress, read_all
 from edgec.runtime.report import render, summarize
 
-MANIFEST = {
-    "model": {"inputs": [{"name": "x", "stage": 0}], "outputs": [{"name": "y", "stage": 1}]},
-    "stages": [{"rank": 0, "device": "cam", "threads": 2}, {"rank": 1, "device": "hub", "threads": None}],
-    "transfers": [{"tensor": "a", "src": 0, "dst": 1, "bytes": 1000}, {"tensor": "b", "src": 0, "dst": 1, "bytes": 24}],
-}
+
+def stage(rank: int, device: str, threads: int | None = None) -> StageEntry:
+    return StageEntry(rank, device, "cpu", threads, 1, None, None, f"devices/{device}/stage{rank}.onnx")
+
+
+MANIFEST = Manifest(
+    ModelInfo(None, None, (GraphTensor("x", (1, 4), "float32", 0),), (GraphTensor("y", (1, 2), "float32", 1),)),
+    None, Platform(), (stage(0, "cam", threads=2), stage(1, "hub")),
+    (TransferEntry("a", 0, 1, 0, (250,), "float32", "float32", 1000),
+     TransferEntry("b", 0, 1, 1, (6,), "float32", "float32", 24)),
+)
 
 
 def records(frames: int, host1: str = "h") -> list[dict]:
@@ -95,7 +103,7 @@ def test_rank_errors_come_from_files_or_stderr(tmp_path):
     (tmp_path / "error-rank0.json").write_text(json.dumps({"rank": 0, "cause": "first", "frame": None, "time": 1}))
     errors = read_rank_errors(tmp_path, line)
     assert [e.rank for e in errors] == [0, 3]
-    assert errors[0].describe(MANIFEST["stages"]) == "rank 0 (stage 0 on device 'cam') failed: first"
+    assert errors[0].describe(MANIFEST.stages) == "rank 0 (stage 0 on device 'cam') failed: first"
 
 
 def test_stuck_ranks_blame_the_busy_one_first(tmp_path):
@@ -106,10 +114,10 @@ def test_stuck_ranks_blame_the_busy_one_first(tmp_path):
     busy.flush()
     states = tuple(read_all(tmp_path, 2))
     assert states == ((7, WAIT_INPUTS), (6, COMPUTE))
-    assert stuck_ranks(states, MANIFEST["stages"]) == (
+    assert stuck_ranks(states, MANIFEST.stages) == (
         "rank 1 (stage 1 on device 'hub') was computing frame 6; "
         "rank 0 (stage 0 on device 'cam') was waiting for its inputs of frame 7")
     three = tuple(read_all(tmp_path, 3))
     assert three[2] is None
     assert "rank 2 (stage 2 on device 'box') had not started" in stuck_ranks(
-        three, MANIFEST["stages"] + [{"rank": 2, "device": "box"}])
+        three, (*MANIFEST.stages, stage(2, "box")))

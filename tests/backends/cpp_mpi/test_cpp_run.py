@@ -18,6 +18,7 @@ import pytest
 from cpp_helpers import TOLERANCE, reference, rel_err
 
 from edgec.backends.cpp_mpi import program_path, write_packages
+from edgec.backends.manifest import as_manifest
 from edgec.runtime import cpp_engine
 from edgec.runtime.failure import RuntimeFailure
 from edgec.runtime.launcher import mpi_env
@@ -62,7 +63,7 @@ def test_report_has_the_python_runtime_format(tiny_built) -> None:
     fake = [{"rank": r, "host": "h", "origin": 0.0, "stats": {k: list(np.arange(5.0) + r) for k in
                                                            ("start", "end", "compute", "wait", "send")}}
             for r in range(len(manifest["stages"]))]
-    python = summarize(manifest, fake, frames=4, warmup=1)
+    python = summarize(as_manifest(manifest), fake, frames=4, warmup=1)
     assert set(python) <= set(report) and set(python["latency_ms"]) == set(report["latency_ms"])
     assert [set(s) for s in python["stages"]] == [set(s) for s in report["stages"]]
     strip = lambda links: [{k: v for k, v in link.items() if k != "mb_per_s"} for link in links]  # noqa: E731
