@@ -46,7 +46,7 @@ def plugin_env(tmp_path_factory):
 def test_a_third_party_pass_runs_from_the_spec_with_an_option(tmp_path, model, plugin_env):
     listed = cli("passes", "--json", env=plugin_env)
     entry = next(p for p in json.loads(listed.stdout)["passes"] if p["name"] == "tag-nodes")
-    assert entry["origin"] == "edgec-toy-passes" and [o["name"] for o in entry["options"]] == ["op", "at_least"]
+    assert entry["origin"] == "edgec-toy-passes" and [o["name"] for o in entry["options"]] == ["op", "at_least", "crash"]
     out = tmp_path / "out"
     done = cli("compile", model, "--plan", plan_file(tmp_path), "-o", out, "--json",
                "--passes", "split-layer,split,tag-nodes{op=Relu,at_least=2},comm-insert", env=plugin_env)
@@ -115,13 +115,23 @@ def test_json_stays_plain_when_colour_is_forced(tmp_path, model):
     assert "\x1b[" not in result.stdout and json.loads(result.stdout)["command"] == "passes"
 
 
-def test_an_internal_error_exits_3_and_debug_shows_the_traceback(tmp_path, model):
+def test_a_bug_in_a_pass_exits_3_and_debug_shows_the_traceback(tmp_path, model, plugin_env):
+    args = ["compile", model, "--plan", plan_file(tmp_path), "-o", tmp_path / "out",
+            "--passes", "split,tag-nodes{crash=true},comm-insert"]
+    quiet = cli(*args, env=plugin_env)
+    assert quiet.returncode == 3 and "Traceback" not in quiet.stderr
+    assert "internal error in pass 'tag-nodes' (passes that ran: split): KeyError" in quiet.stderr
+    assert "--debug" in quiet.stderr and not (tmp_path / "out").exists()
+    loud = cli("--debug", *args, env=plugin_env)
+    assert loud.returncode == 3 and "Traceback" in loud.stderr and "a bug in this pass" in loud.stderr
+
+
+def test_a_damaged_manifest_is_a_clear_error(tmp_path, model):
     out = tmp_path / "out"
-    result = edgec("compile", model, "--plan", plan_file(tmp_path), "-o", out)
-    assert result.exit_code == 0
+    assert edgec("compile", model, "--plan", plan_file(tmp_path), "-o", out).exit_code == 0
     (out / "manifest.json").write_text("[]")
-    quiet = cli("verify", out)
-    assert quiet.returncode in (2, 3) and "Traceback" not in quiet.stderr
+    result = cli("verify", out)
+    assert result.returncode == 2 and "manifest.json" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_negative_tolerance_is_refused(tmp_path, model):
