@@ -88,6 +88,26 @@ class PlanError(EdgecError):
         return "error: " + "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class PlanWarning:
+    """Something in a plan that compiles but may not mean what its author thinks (a node it places
+    was folded away at load time). Located like a `PlanError`; the CLI prints `format()` to stderr."""
+
+    message: str
+    span: SourceSpan | None = None
+
+    def __str__(self) -> str:
+        return f"{self.span}: {self.message}" if self.span else self.message
+
+    def format(self) -> str:
+        lines = [f"warning: {self}"]
+        if self.span and self.span.source_line is not None:
+            width = max(1, (self.span.end_column or self.span.column + 1) - self.span.column)
+            lines.append(f"    {self.span.source_line.rstrip(chr(10))}")
+            lines.append("    " + " " * (self.span.column - 1) + "^" * width)
+        return "\n".join(lines)
+
+
 class ModelError(EdgecError):
     """A problem with the model itself (unreadable file, unknown shapes, unsupported op)."""
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import onnx_ir as ir
 
 from .annotations import BOUNDARY, is_edgec_op, placement_of, stage_of
-from .diagnostics import VerifyError
+from .diagnostics import PlanWarning, VerifyError
 from .facts import Fact
 from .platform import Platform
 from .tensor_types import nbytes
@@ -73,6 +73,8 @@ class Program:
     facts: set[Fact] = field(default_factory=set)
     pass_log: list[dict] = field(default_factory=list)
     source_path: str | None = None
+    warnings: list[PlanWarning] = field(default_factory=list)
+    """What lowering the plan found worth saying that is no error (a placed node folded away at load time)."""
 
     @property
     def graph(self) -> ir.Graph:

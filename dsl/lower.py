@@ -3,7 +3,9 @@
 Everything checked here needs the model or the platform: unknown devices and resources,
 selectors naming nodes the model does not have, a node placed twice, nodes left unplaced.
 Statements whose passes do not exist yet stop with a located "not supported yet" error;
-nothing in a plan is silently ignored.
+nothing in a plan is silently ignored. Selectors resolve against the model as read from the
+file (`plan_names`): a node the loader folded away is part of a range around it, and selecting
+it on its own is a located warning on `program.warnings`, not an error.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from ..compiler.annotations import PLACEMENT, SPLIT, Placement, SplitSpec
 from ..compiler.diagnostics import PlanError, SourceSpan, closest
 from ..compiler.facts import Fact
+from ..compiler.model_loader import FILE_NODES, REMOVED_NODES
 from ..compiler.platform import KNOWN_ARCHES, Device, Link, Platform
 from ..compiler.program import Program
 from ..compiler.split_rules import SPATIAL_WORDS, splittable_ops, words_for
 from . import ast
-from .selectors import resolve
+from .selectors import Names, resolve
 
 UNSUPPORTED = {
     ast.QuantizeStmt: "`quantize`",
@@ -69,9 +72,20 @@ def check_supported(plan: ast.Plan) -> None:
                             hint="remove the statement; see the README's feature status")
 
 
+def plan_names(program: Program) -> Names:
+    """The names a plan may use: the program's nodes, and those the loader recorded as read from the file."""
+    meta = program.model.meta
+    order = program.node_names()
+    file_order = meta.get(FILE_NODES) or order
+    present = set(order)
+    removed = {name: why for name, why in (meta.get(REMOVED_NODES) or {}).items() if name not in present}
+    return Names(order, file_order, removed)
+
+
 def lower_placements(plan: ast.Plan, program: Program) -> None:
     """Annotate every node with the placement of the `place` statement that selects it."""
-    order = program.node_names()
+    names_of = plan_names(program)
+    order = list(names_of.order)
     nodes = {n.name: n for n in program.nodes()}
     placed_by: dict[str, SourceSpan | None] = {}
     if not plan.places:
@@ -80,7 +94,7 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
     for stmt in plan.places:
         placement = _placement(stmt, program)
         unplaced = [n for n in order if n not in placed_by]
-        names = resolve(stmt.selector, order, unplaced=unplaced)
+        names = resolve(stmt.selector, names_of, unplaced=unplaced, warn=program.warnings.append)
         for name in names:
             if name in placed_by and not isinstance(stmt.selector, ast.AllSel):
                 first = placed_by[name]
@@ -99,7 +113,7 @@ def lower_placements(plan: ast.Plan, program: Program) -> None:
 
 def lower_splits(plan: ast.Plan, program: Program) -> None:
     """Attach a `SplitSpec` to every node a `split` statement selects; the split-layer pass rewrites them."""
-    order = program.node_names()
+    names_of = plan_names(program)
     nodes = {n.name: n for n in program.nodes()}
     split_by: dict[str, SourceSpan | None] = {}
     for stmt in plan.splits:
@@ -107,7 +121,7 @@ def lower_splits(plan: ast.Plan, program: Program) -> None:
         parts = tuple(targets * stmt.parts if len(targets) == 1 else targets)
         merge = _target(stmt.merge, program, None) if stmt.merge else None
         spec = SplitSpec(stmt.kind, parts, stmt.grid, tuple(stmt.ratio) if stmt.ratio else None, merge, stmt.span)
-        names = resolve(stmt.selector, order)
+        names = resolve(stmt.selector, names_of, warn=program.warnings.append, purpose="split")
         for name in names:
             if name in split_by:
                 raise PlanError(f"node '{name}' is already split at {split_by[name]}", stmt.selector.span)

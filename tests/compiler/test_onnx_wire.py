@@ -39,14 +39,36 @@ def test_truncated_file_is_an_error_that_says_so_with_its_size(tmp_path, cut):
     with pytest.raises(ModelError) as info:
         edgec.load_model(path)
     message = info.value.message
-    assert message.startswith(f"cannot read '{path}' ({size} bytes) as an ONNX model: the file is truncated or not an "
-                              "ONNX model (")
-    assert "mmap" not in message and "index out of range" not in message
+    assert message.startswith(f"cannot read '{path}' ({size} bytes) as an ONNX model: the file is truncated (the model's ")
+    assert f"but the file ends at byte {size})" in message
+    assert "not an ONNX model" not in message and "mmap" not in message and "index out of range" not in message
 
 
-@pytest.mark.parametrize("data", [b"hello, this is a text file\n", b"\x08\x07garbage \xff\xff\xff", b"\x0a\xff"])
-def test_a_file_that_is_not_onnx_says_so(tmp_path, data):
+def test_a_file_cut_right_before_its_graph_is_truncated(tmp_path):
+    """Every field before the cut is whole, so only the missing graph says the file was cut short."""
+    model = build()
+    header = onnx.ModelProto(ir_version=model.ir_version, producer_name="edgec-test").SerializeToString()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(header)
+    with pytest.raises(ModelError, match=rf"\({len(header)} bytes\) as an ONNX model: the file is truncated \(the file "
+                                         rf"ends at byte {len(header)} before the model's graph\)$"):
+        edgec.load_model(path)
+
+
+@pytest.mark.parametrize("data", [b"hello, this is a text file\n", b"\x08\x07garbage \xff\xff\xff", b"\x0a\xff",
+                                  numpy_helper.from_array(np.ones(3, np.float32), "t").SerializeToString()],
+                         ids=["text", "garbage", "ir_version-as-bytes", "a-TensorProto"])
+def test_a_file_that_is_not_onnx_says_so_and_not_that_it_is_truncated(tmp_path, data):
     path = tmp_path / "notes.onnx"
     path.write_bytes(data)
-    with pytest.raises(ModelError, match=rf"\({len(data)} bytes\) as an ONNX model: the file is truncated or not an ONNX model"):
+    with pytest.raises(ModelError, match=rf"^cannot read '.*notes.onnx' \({len(data)} bytes\) as an ONNX model: it is not "
+                                         r"an ONNX model \(byte \d+ starts protobuf field \d+ with wire type \d, which no "
+                                         r"ONNX model has\)$"):
+        edgec.load_model(path)
+
+
+def test_an_empty_file_says_so(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"\(0 bytes\) as an ONNX model: the file is empty$"):
         edgec.load_model(path)
