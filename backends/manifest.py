@@ -36,14 +36,32 @@ from .records import Fields, JsonSection, ManifestError, Record, Section
 __all__ = [
     "FORMAT_VERSION", "GraphTensor", "Manifest", "ManifestError", "ModelInfo", "PassRecord", "PlanInfo", "Section",
     "SplitEntry", "SplitPart", "StageEntry", "StageInput", "StageSend", "StageSignature", "TensorSpec",
-    "TransferEntry", "as_manifest", "read_manifest", "sha256_file", "tool_versions", "write_manifest",
+    "TransferEntry", "as_manifest", "read_manifest", "record_sha256", "sha256_file", "tool_versions",
+    "write_manifest",
 ]
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
+_WRITTEN: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+
+
+def _identity(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def record_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Remember the sha256 of a file this process just wrote (hashed on the way to disk), so the
+    manifest does not read it again; a file changed since (inode, size or times) is hashed anew."""
+    _WRITTEN[os.path.abspath(path)] = (_identity(path), digest)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    known = _WRITTEN.get(os.path.abspath(path))
+    if known is not None and known[0] == _identity(path):
+        return known[1]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -88,6 +106,14 @@ def _section(name: str, data: Any, source: str) -> Section:
 
 @dataclass(frozen=True)
 class Manifest(Record):
+    """An output directory's manifest.json, typed: what every reader of an output relies on.
+
+    `read_manifest` checks a file key by key into this; `write_manifest` writes it back. Backends
+    add their sections with `with_section`; readers look them up with `section(name)` and get the
+    backend's own Section type (a `JsonSection` when that backend is not installed). `format` is
+    the version the file was written in; a newer one than this edgec's is refused when read.
+    """
+
     model: ModelInfo
     plan: PlanInfo | None
     platform: Platform
@@ -126,11 +152,10 @@ class Manifest(Record):
         sections = {k: _section(k, v, f.source) for k, v in f.data.items() if k not in MANIFEST_KEYS}
         backends = f.strs("backends") if version >= 2 else _format1_backends(sections, files)
         return cls(ModelInfo.read(f.child("model")), PlanInfo.read(plan) if plan else None,
-                   _platform(f.child("platform")), tuple(StageEntry.read(c) for c in f.children("stages")),
-                   tuple(TransferEntry.read(c) for c in f.children("transfers", default=[])),
-                   tuple(SplitEntry.read(c) for c in f.children("splits", default=[])),
-                   tuple(PassRecord.read(c) for c in f.children("passes", default=[])),
-                   f.str_map("tools", default={}), backends, sections, files, version)
+                   _platform(f.child("platform")), f.records("stages", StageEntry),
+                   f.records("transfers", TransferEntry, default=[]), f.records("splits", SplitEntry, default=[]),
+                   f.records("passes", PassRecord, default=[]), f.str_map("tools", default={}), backends, sections,
+                   files, version)
 
     def stage(self, rank: int) -> StageEntry:
         if not 0 <= rank < len(self.stages):

@@ -27,7 +27,7 @@ import numpy as np
 
 import edgec
 from edgec.backends.artifacts import write_artifacts
-from edgec.backends.manifest import sha256_file
+from edgec.backends.onnx.source_hash import source_sha256
 from edgec.compiler.model_loader import normalize_model, read_model
 from edgec.dsl.lower import check_supported, lower_placements, lower_platform
 from edgec.dsl.parser import parse_plan
@@ -36,10 +36,15 @@ from edgec.passes import default_pipeline
 PHASES = ("load", "plan", "passes", "write")
 
 
-def stage_plan(order: list[str], stages: int, devices: int) -> str:
-    """`stages` contiguous node ranges (evenly spread in topological order), cycling over `devices`."""
+def stage_plan(order: list[str], stages: int, devices: int, *, moved: int | None = None) -> str:
+    """`stages` contiguous node ranges (evenly spread in topological order), cycling over `devices`.
+
+    `moved=k` moves the first node of range k + 1 to the end of range k: one `place` line
+    changed (and the next one's start), as a user does between two compiles."""
     lines = [f"device dev{d} {{ arch x86_64 cores 2 }}" for d in range(devices)]
     bounds = np.linspace(0, len(order), stages + 1).astype(int)
+    if moved is not None:
+        bounds[moved + 1] += 1
     for i in range(stages):
         first, last = order[bounds[i]], order[bounds[i + 1] - 1]
         lines.append(f'place "{first}" .. "{last}" on dev{i % devices}.cpu')
@@ -80,7 +85,7 @@ def compile_phases(model: Path, plan_path: Path, out: Path) -> dict:
     clock.append(time.perf_counter())
     peak_front = _peak()
     hash_start = time.perf_counter()
-    model_info = {"path": program.source_path, "sha256": sha256_file(model)}
+    model_info = {"path": program.source_path, "sha256": source_sha256(model)}
     hash_seconds = time.perf_counter() - hash_start
     plan_info = {"path": plan.filename, "sha256": hashlib.sha256(text.encode()).hexdigest(), "source": text}
     manifest = write_artifacts(program, out, model_info=model_info, plan_info=plan_info)
@@ -118,6 +123,24 @@ def child(args: argparse.Namespace) -> dict:
         report = verify(args.out, random_inputs(manifest, seed=1))
         result["verify"] = {"ok": report.ok, "max_rel": max(o.max_rel for o in report.outputs)}
     return result
+
+
+VERIFY = """
+import json, sys
+from edgec.runtime.outputs import CompiledOutput, random_inputs
+from edgec.runtime.verify import verify
+out, engine = sys.argv[1], sys.argv[2]
+report = verify(out, random_inputs(CompiledOutput.open(out).manifest, seed=1), engine=engine)
+print(json.dumps({"ok": report.ok, "max_rel": max(o.max_rel for o in report.outputs), "engine": engine}))
+"""
+
+
+def verify_output(out: Path, engine: str = "onnxruntime") -> dict:
+    """`edgec verify` of a compiled output in a fresh process (never timed): ok and the max relative error."""
+    done = subprocess.run([sys.executable, "-c", VERIFY, str(out), engine], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"ok": False, "max_rel": float("nan"), "engine": engine, "error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(model: Path, plan: str, out: Path, *, verify: bool = False, profile: Path | None = None) -> dict:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import compiler as _compiler  # noqa: F401  (first: defers sympy before onnx-ir is imported; see compiler/lazy_imports.py)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence, TypeAlias, Union
 
+from . import compiler as _compiler  # noqa: F401 - first: it defers onnx-ir's sympy import (compiler/lazy_imports.py)
+
 import onnx
 import onnx_ir as ir
 
 from .backends.artifacts import write_artifacts
-from .backends.manifest import Manifest, sha256_file
+from .backends.manifest import Manifest
+from .backends.onnx.source_hash import source_sha256
 from .backends.output_dir import check_output_path
 from .backends.registry import resolve_backends
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
@@ -90,7 +93,9 @@ def load_program(
     progress: Callable[[str], None] | None = None,
 ) -> Program:
     """Parse `plan`, load `model` (the plan's `model` if None) and lower the plan onto it.
-    `progress` hears what loading changed about the model (an old opset converted)."""
+    `progress` hears what loading changed about the model (an old opset converted, shapes onnxruntime
+    measured); what the plan does that is no error (it places a node folded away at load time) is on
+    `program.warnings`."""
     _check_model_arg(model)
     plan = load_plan(plan)
     check_supported(plan)
@@ -195,7 +200,7 @@ def _model_info(program: Program, reference: bytes | None = None) -> dict:
         return {"path": REFERENCE_FILE, "sha256": hashlib.sha256(reference).hexdigest()}
     if program.source_path is None:
         return {"path": None, "sha256": None}
-    return {"path": program.source_path, "sha256": sha256_file(Path(program.source_path))}
+    return {"path": program.source_path, "sha256": source_sha256(Path(program.source_path))}
 
 
 def _plan_info(plan: ast.Plan) -> dict:

@@ -8,6 +8,7 @@ as one located message, never a traceback; with `--json` it is a JSON object on 
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from .compiler.diagnostics import EdgecError, InternalError, UsageError
 
@@ -164,6 +164,9 @@ def compile(
 
     say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
     backends = parse_backends(backend)
+    collecting = gc.isenabled()
+    if set(backends) <= {"onnx"}:  # a TVM or C++ build runs long and makes garbage: it keeps the collector
+        gc.disable()  # passes make little cyclic garbage; collecting cost 50-120 ms of DenseNet-121's 0.8 s
     try:
         result = api.compile(model, plan, out, input_shapes=parse_input_shapes(input_shape), hooks=[hook],
                              progress=say, backends=backends, passes=pipeline, force=force)
@@ -171,13 +174,20 @@ def compile(
         if dump_ir is not None and dumps:
             _write_dump(dump_ir, dumps, force, say, failing=True)
         raise
+    finally:
+        if collecting:
+            gc.enable()
     if dump_ir is not None and dumps:
         _write_dump(dump_ir, dumps, force, say, failing=False)
     program = result.program
+    if not quiet and not json_out:
+        for warning in program.warnings:
+            err_console.print(warning.format(), markup=False, highlight=False, soft_wrap=True)
     if json_out:
         from .json_output import emit
 
-        emit("compile", {"ok": True, "out": str(out), "stages": len(program.stages),
+        emit("compile", {"ok": True, "out": str(out), "warnings": [str(w) for w in program.warnings],
+                         "stages": len(program.stages),
                          "devices": len({s.device for s in program.stages}), "transfers": len(program.transfers),
                          "bytes_per_frame": sum(t.nbytes for t in program.transfers),
                          "passes": [{"pass": e["pass"], "modified": e["modified"], "summary": e["summary"],
@@ -219,21 +229,18 @@ def verify(
     engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
-    if not tolerance >= 0:
-        raise UsageError(f"--tolerance must be a relative error of 0 or more, not {tolerance}")
-    from .runtime.outputs import CompiledOutput, load_inputs, random_inputs
     from .runtime.verify import verify as run_verify
 
-    compiled = CompiledOutput.open(out)
-    feeds = load_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    report = run_verify(out, feeds, tolerance=tolerance, model=model, engine=engine, mpi=mpi)
+    report = run_verify(out, list(input) if input else None, seed=seed, tolerance=tolerance, model=model,
+                        engine=engine, mpi=mpi)
     if json_out:
         from .json_output import emit
 
-        emit("verify", {"ok": report.ok, "tolerance": tolerance, "stages": len(compiled.stages), "mpi": mpi,
-                        "engine": engine, "outputs": [vars(o) for o in report.outputs]})
+        emit("verify", report.to_json())
     else:
-        table = Table(title=f"edgec verify {out} ({len(compiled.stages)} stages{', mpirun' if mpi else ''})")
+        from rich.table import Table
+
+        table = Table(title=f"edgec verify {out} ({report.stages} stages{', mpirun' if report.mpi else ''})")
         for col in ("output", "max abs err", "max rel err", "result"):
             table.add_column(col)
         for o in report.outputs:
@@ -270,7 +277,8 @@ def show(
     else:
         if graph is not None:
             raise UsageError("--graph needs a compiled output directory, not a model")
-        show_model(target, parse_input_shapes(input_shape), out_console)
+        show_model(target, parse_input_shapes(input_shape), out_console,
+                   progress=lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
 
 
 @app.command("build")
@@ -357,8 +365,8 @@ def run(
     import numpy as np
 
     from .runtime.engines import checked_engine
-    from .runtime.launcher import read_inputs
-    from .runtime.outputs import CompiledOutput, random_inputs
+    from .runtime.inputs import random_inputs, read_inputs
+    from .runtime.outputs import CompiledOutput
     from .runtime.report import render
 
     if input and random:
@@ -444,3 +452,5 @@ def main() -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(0)
+    finally:
+        gc.freeze()  # exit without a last collection of everything still alive (0.1 s after a compile)

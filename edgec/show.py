@@ -48,8 +48,8 @@ def output_json(root: Path) -> dict:
             "splits": [split.to_json() for split in m.splits]}
 
 
-def show_model(path: Path, input_shapes: dict, console: Console) -> None:
-    model = load_model(path, input_shapes=input_shapes)
+def show_model(path: Path, input_shapes: dict, console: Console, progress=None) -> None:
+    model = load_model(path, input_shapes=input_shapes, progress=progress)
     table = Table(title=f"{path.name}: {len(model.graph)} nodes in topological order")
     for col, justify in (("#", "right"), ("node", "left"), ("op", "left"), ("output shape", "left"),
                          ("params", "right"), ("MACs", "right")):

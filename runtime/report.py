@@ -12,13 +12,14 @@ taken relative to the barrier before the first frame (skew: about one network la
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
-from ..backends.manifest import Manifest
+from ..backends.manifest import Manifest, TransferEntry
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
@@ -26,16 +27,11 @@ def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
     return {r["rank"]: np.asarray(r["stats"][key]) - (0.0 if one_host else r["origin"]) for r in records}
 
 
-def _json(manifest: Manifest | Mapping[str, Any]) -> Mapping[str, Any]:
-    """The report is JSON made from JSON: the manifest's JSON form (a test may give just the keys used)."""
-    return manifest.to_json() if isinstance(manifest, Manifest) else manifest
-
-
-def summarize(manifest: Manifest | Mapping[str, Any], records: list[dict], *, frames: int, warmup: int) -> dict:
+def summarize(manifest: Manifest, records: list[dict], *, frames: int, warmup: int) -> dict:
     """The report of a run from every rank's per-frame stats (warm-up frames are dropped)."""
-    manifest = _json(manifest)
     starts, ends = _aligned(records, "start"), _aligned(records, "end")
-    producers = {spec["stage"] for spec in manifest["model"]["outputs"]} & set(ends) or set(ends)
+    computing = {spec.stage for spec in manifest.model.outputs}
+    producers = {r for r in ends if r in computing} or set(ends)
     first_start = np.min([starts[r] for r in starts], axis=0)
     last_end = np.max([ends[r] for r in producers], axis=0)
     measured = slice(warmup, warmup + frames)
@@ -45,10 +41,10 @@ def summarize(manifest: Manifest | Mapping[str, Any], records: list[dict], *, fr
     throughput = frames / span
     stages = []
     for r in sorted(records, key=lambda r: r["rank"]):
-        stage = manifest["stages"][r["rank"]]
+        stage = manifest.stages[r["rank"]]
         stats = {k: np.asarray(v)[measured] for k, v in r["stats"].items()}
         stages.append({
-            "rank": r["rank"], "device": stage["device"], "host": r["host"], "threads": stage.get("threads") or 1,
+            "rank": r["rank"], "device": stage.device, "host": r["host"], "threads": stage.threads or 1,
             "compute_ms": 1e3 * float(stats["compute"].mean()), "wait_ms": 1e3 * float(stats["wait"].mean()),
             "send_ms": 1e3 * float(stats["send"].mean()), "busy": float(stats["compute"].sum() / span),
         })
@@ -65,19 +61,18 @@ def summarize(manifest: Manifest | Mapping[str, Any], records: list[dict], *, fr
     }
 
 
-def link_bytes(manifest: Manifest | Mapping[str, Any], frames: int, seconds: float) -> list[dict]:
+def link_bytes(manifest: Manifest, frames: int, seconds: float) -> list[dict]:
     """Bytes each (src → dst) rank pair moved: per frame, in total, and the achieved rate."""
-    manifest = _json(manifest)
-    by_pair: dict[tuple[int, int], list[dict]] = {}
-    for t in manifest["transfers"]:
-        by_pair.setdefault((t["src"], t["dst"]), []).append(t)
-    stages = manifest["stages"]
+    by_pair: dict[tuple[int, int], list[TransferEntry]] = {}
+    for t in manifest.transfers:
+        by_pair.setdefault((t.src, t.dst), []).append(t)
+    stages = manifest.stages
     result = []
     for (src, dst), transfers in sorted(by_pair.items()):
-        per_frame = sum(t["bytes"] for t in transfers)
+        per_frame = sum(t.nbytes for t in transfers)
         result.append({
-            "src": src, "dst": dst, "src_device": stages[src]["device"], "dst_device": stages[dst]["device"],
-            "tensors": [t["tensor"] for t in transfers], "bytes_per_frame": per_frame,
+            "src": src, "dst": dst, "src_device": stages[src].device, "dst_device": stages[dst].device,
+            "tensors": [t.tensor for t in transfers], "bytes_per_frame": per_frame,
             "bytes_total": per_frame * frames, "mb_per_s": per_frame * frames / seconds / 1e6,
         })
     return result
@@ -93,6 +88,8 @@ def human_bytes(n: float) -> str:
 
 
 def render(report: dict, console: Console, title: str) -> None:
+    from rich.table import Table
+
     lat = report["latency_ms"]
     console.print(
         f"[bold]{title}[/]: {report['frames']} frames (+{report['warmup']} warm-up) on {report['ranks']} ranks in "

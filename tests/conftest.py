@@ -7,3 +7,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
+
+
+def pytest_configure(config) -> None:
+    """Each test session gets its own TVM module cache, so TVM compiles run every time the suite
+    does (a cache shared across runs would turn the compile tests into cache hits)."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("EDGEC_TVM_MODULE_CACHE", tempfile.mkdtemp(prefix="edgec-test-tvm-cache-"))

@@ -4,15 +4,16 @@ A stage's inputs and outputs, in order, are those of `stage_io.py` (the graph in
 then what it receives; what it sends, then the graph outputs it computes), so the sub-model
 matches the signature the manifest records. Boundary tensors keep their original names, so
 `comm.json`, the manifest and the sub-models all speak of the same tensor.
-Weights are shared with the program (onnx-ir clones nodes, not tensors) and written once;
-stages above `EXTERNAL_DATA_THRESHOLD` bytes of weights get an external data file (streamed
-from the memory-mapped source); smaller stages hold their weights inline. Either way an
-output directory never refers to the source model's files.
+Weights are shared with the program (onnx-ir clones nodes, not tensors) and never copied:
+`stream.py` writes a weight-free header with the weights' bytes streamed in from the
+memory-mapped source (hashed on the way, checked on the header). Stages above
+`EXTERNAL_DATA_THRESHOLD` bytes of weights get an external data file; smaller stages hold
+their weights inline. Either way an output directory never refers to the source model's files.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -20,7 +21,9 @@ import onnx_ir as ir
 
 from ...compiler.diagnostics import ModelError, first_line
 from ...compiler.program import Program
+from ..manifest import record_sha256
 from ..stage_io import stage_io
+from .stream import Sources, write_model
 
 EXTERNAL_DATA_THRESHOLD = 64 << 20
 MIN_IR_VERSION = 7
@@ -34,12 +37,8 @@ class StageModel:
     outputs: list[str]
     weight_bytes: int
     external_data: str | None = None
-
-    def inline_weights(self) -> None:
-        """Give lazily loaded weights in-memory tensors, so `ir.save` embeds them instead of referring to the source."""
-        for value in self.model.graph.initializers.values():
-            if isinstance(value.const_value, ir.ExternalTensor):
-                value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    sha256: dict[str, str] = field(default_factory=dict)
+    """File name (the sub-model, its data file) → sha256 of what was written."""
 
 
 def extract_stage(program: Program, index: int, stage_nodes: list[ir.Node] | None = None) -> StageModel:
@@ -66,19 +65,22 @@ def write_stage_files(program: Program, path_of: dict[int, Path]) -> dict[int, S
     """Write and check each stage's sub-model at `path_of[stage]` (external data beside it when big)."""
     written: dict[int, StageModel] = {}
     by_stage = program.nodes_by_stage()
-    for stage in program.stages:
-        sm = extract_stage(program, stage.index, by_stage[stage.index])
-        path = path_of[stage.index]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sm.external_data = f"{path.name}.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
-        if sm.external_data is None:
-            sm.inline_weights()
-        ir.save(sm.model, path, external_data=sm.external_data)
-        try:
-            onnx.checker.check_model(str(path), full_check=True)
-        except Exception as exc:
-            raise ModelError(f"sub-model of stage {stage.index} fails the ONNX checker: {first_line(exc)}") from None
-        written[stage.index] = sm
+    with Sources() as sources:
+        for stage in program.stages:
+            sm = extract_stage(program, stage.index, by_stage[stage.index])
+            path = path_of[stage.index]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sm.external_data = f"{path.name}.data" if sm.weight_bytes >= EXTERNAL_DATA_THRESHOLD else None
+            try:
+                files = write_model(sm.model, path, data_file=sm.external_data, sources=sources).files
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+                raise ModelError(f"sub-model of stage {stage.index} fails the ONNX checker: {first_line(exc)}") from None
+            except ValueError as exc:
+                raise ModelError(f"sub-model of stage {stage.index} cannot be written: {first_line(exc)}") from None
+            for file, (digest, _size) in files.items():
+                record_sha256(file, digest)
+                sm.sha256[file.name] = digest
+            written[stage.index] = sm
     return written
 
 

@@ -10,6 +10,11 @@ Why processes: TVM's compile is mostly single-threaded Python and LLVM, so indep
 compile in parallel in worker processes (spawned: a forked TVM is not safe) when there is
 enough work to pay for starting them (`default_jobs`, measured on this 2-core machine with
 `benchmarks/tvm_stage_times.py`).
+
+Why a cache: a recompile after one changed `place` line would otherwise rebuild every stage;
+`module_cache.py` keeps each built module under (sub-model sha256, target, TVM version, edgec's
+TVM code), so only stages whose sub-model changed are compiled again. The progress output says
+which stages were compiled and which taken from the cache.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import Mapping, Sequence
 from ...compiler.diagnostics import EdgecError, ModelError, UsageError
 from ...compiler.platform import Device
 from ..backend import Progress
-from ..manifest import Manifest, read_manifest, sha256_file
+from ..manifest import Manifest, read_manifest, record_sha256, sha256_file
+from .module_cache import ModuleCache
 from .section import TvmSection, TvmStage
 from .targets import TargetSpec, select_target
 
@@ -144,11 +150,13 @@ def compile_output(
     progress: Progress = lambda _msg: None,
     *,
     jobs: int | None = None,
+    cache: ModuleCache | None | bool = True,
 ) -> TvmSection:
     """Compile every stage whose sub-model is already written under `out_dir` (as `manifest` lists them).
 
     Returns the manifest's `tvm` section: versions, wall time, workers, and per stage (by rank)
-    the module path (relative to `out_dir`), target, arch, sha256 and compile seconds.
+    the module path (relative to `out_dir`), target, arch, sha256 and compile seconds (about 0
+    for a module taken from `cache`: the default cache, a given one, or none with False).
     """
     out_dir = Path(out_dir)
     stages = _stages(manifest, out_dir)
@@ -156,28 +164,54 @@ def compile_output(
     for rank, _, _, model, _ in stages:
         if not model.is_file():
             raise UsageError(f"stage {rank}: sub-model '{model}' is missing; write the ONNX sub-models first")
-    jobs = jobs or default_jobs(len(stages), sum(n for *_, n in stages))
+    modules = ModuleCache.default() if cache is True else (cache or None)
     start = time.perf_counter()
     results: dict[int, dict] = {}
-    work = [(rank, str(model), specs[rank], str(model.with_suffix(".so"))) for rank, _, _, model, _ in stages]
-    progress(f"compiling {len(work)} stage(s) with TVM ({jobs} worker{'s' if jobs > 1 else ''})")
+    keys: dict[int, str] = {}
+    cached = []
+    for rank, _, _, model, _ in stages:
+        if modules is None:
+            break
+        fetch_start = time.perf_counter()
+        keys[rank] = modules.key(model, specs[rank])
+        info = modules.fetch(keys[rank], model.with_suffix(".so"))
+        if info is not None:
+            results[rank] = {**info, "compile_seconds": round(time.perf_counter() - fetch_start, 3)}
+            record_sha256(model.with_suffix(".so"), info["sha256"])
+            cached.append(rank)
+    work = [(rank, str(model), specs[rank], str(model.with_suffix(".so"))) for rank, _, _, model, _ in stages
+            if rank not in results]
+    nodes = {rank: n for rank, *_, n in stages}
+    jobs = jobs or default_jobs(len(work), sum(nodes[rank] for rank, *_ in work))
+    for rank in cached:
+        progress(f"  stage {rank}: {specs[rank].describe()} from the module cache")
+    if work:
+        progress(f"compiling {len(work)} of {len(stages)} stage(s) with TVM ({jobs} worker{'s' if jobs > 1 else ''})")
+    elif modules is not None:
+        progress(f"all {len(stages)} TVM stage modules taken from the module cache ({modules.root})")
+
+    def done(rank: int, spec: TargetSpec, value: dict, out: str) -> None:
+        results[rank] = value
+        record_sha256(out, value["sha256"])
+        progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s")
+        if modules is not None:
+            modules.store(keys[rank], Path(out), value)
+
     if jobs == 1:
         for rank, model, spec, out in work:
-            results[rank] = compile_stage(model, None, spec, out)
-            progress(f"  stage {rank}: {spec.describe()} in {results[rank]['compile_seconds']:.1f} s")
-    else:
+            done(rank, spec, compile_stage(model, None, spec, out), out)
+    elif work:
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_job, model, spec, out): (rank, spec) for rank, model, spec, out in work}
+            futures = {pool.submit(_job, model, spec, out): (rank, spec, out) for rank, model, spec, out in work}
             for future in cf.as_completed(futures):
-                rank, spec = futures[future]
+                rank, spec, out = futures[future]
                 status, value = future.result()
                 if status == "error":
                     for other in futures:
                         other.cancel()
                     _raise(value)
-                results[rank] = value
-                progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s")
+                done(rank, spec, value, out)
     entries = tuple(_entry(rank, device, resource, model.with_suffix(".so").relative_to(out_dir).as_posix(),
                            results[rank]) for rank, device, resource, model, _ in stages)
     return TvmSection(tvm_versions(), round(time.perf_counter() - start, 3), jobs, entries)
