@@ -147,7 +147,7 @@ def test_bad_registrations_are_refused() -> None:
 def test_a_program_lacking_a_required_fact_is_refused(model, tmp_path) -> None:
     program = edgec.compile(model, PLAN).program
     program.facts.discard(Fact.COMM)
-    with pytest.raises(UsageError, match="backend 'onnx' needs the fact 'comm' \(provided by 'comm-insert'\)"):
+    with pytest.raises(UsageError, match=r"backend 'onnx' needs the fact 'comm' \(provided by 'comm-insert'\)"):
         write_artifacts(program, tmp_path / "out", model_info={"path": None, "sha256": None}, plan_info=None)
     assert not (tmp_path / "out").exists()
 

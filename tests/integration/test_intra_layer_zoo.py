@@ -45,7 +45,8 @@ def plan_for(graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("name", ["vgg19", "resnet50", "inception_v1", "densenet121", "shufflenet"])
+@pytest.mark.parametrize("name", [pytest.param("vgg19", marks=pytest.mark.slow), "resnet50", "inception_v1", "densenet121",
+                                  "shufflenet"])
 def test_mixed_plan_verifies(name, tmp_path_factory):
     model = randomized(name, tmp_path_factory.mktemp("zoo"))
     graph = edgec.load_model(model).graph

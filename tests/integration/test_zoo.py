@@ -15,7 +15,10 @@ def zoo_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("zoo")
 
 
-@pytest.mark.parametrize("name", ZOO)
+HEAVY = {"vgg19", "zfnet512", "bvlc_alexnet"}  # large fully connected layers: the slow tier
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ZOO])
 def test_zoo_model_splits_and_verifies(name, zoo_dir, tmp_path):
     model = randomized(name, zoo_dir)
     order = edgec.load_model(model).graph
