@@ -522,10 +522,11 @@ def _is_static(value: ir.Value) -> bool:
 def _check_inputs_static(graph: ir.Graph) -> None:
     for value in graph.inputs:
         if value.shape is None or any(_is_unknown_dim(d) for d in value.shape) or value.dtype is None:
+            example = [1 if _is_unknown_dim(d) else int(d) for d in value.shape] if value.shape is not None else [1]
             raise ModelError(
                 f"input '{value.name}' has unknown dimensions {_dims(value.shape)}",
-                hint=f"fix them in the plan (input \"{value.name}\" [1, 3, 224, 224]) "
-                f"or with --input-shape '{value.name}=1,3,224,224'",
+                hint=f"fix them in the plan (input \"{value.name}\" {example}) "
+                f"or with --input-shape '{value.name}={','.join(map(str, example))}' (unknown dims set to 1 here)",
             )
 
 

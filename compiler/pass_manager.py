@@ -77,7 +77,9 @@ class Pass:
     @property
     def spec(self) -> str:
         """The pipeline-spec text that recreates this pass: `name` or `name{opt=value,…}`."""
-        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in options_of(type(self))
+        from ..passes.pipeline_spec import spec_value
+
+        changed = [f"{f.name}={spec_value(getattr(self, f.name))}" for f in options_of(type(self))
                    if getattr(self, f.name) != _default(f)]
         return f"{self.name}{{{','.join(changed)}}}" if changed else self.name
 

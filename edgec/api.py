@@ -161,9 +161,14 @@ def compile(
         raise UsageError(f"out is a directory path, not {type(out).__name__}")
     if any(not callable(h) for h in hooks):
         raise UsageError("hooks must be callables taking (pass, program, result)")
+    if not isinstance(force, bool):
+        raise UsageError(f"force is True or False, not {force!r}")
+    input_shapes = _checked_input_shapes(input_shapes)
     if out is not None:
         check_output_path(Path(out), force=force)
     plan = load_plan(plan)
+    if out is not None:
+        _refuse_inputs_inside(Path(out), _model_path(model, plan), plan.filename)
     progress("loading model and lowering plan")
     program = load_program(model, plan, input_shapes=input_shapes, progress=progress)
     reference = _embedded_reference(program) if out is not None else None
@@ -183,6 +188,39 @@ def compile(
             extra_files={REFERENCE_FILE: reference} if reference is not None else None,
         )
     return CompileResult(program, Path(out) if out is not None else None, manifest)
+
+
+def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:
+    """`{"x": [1, 3, 224, 224]}` with positive int dims, or None; anything else is a UsageError."""
+    if shapes is None:
+        return None
+    if not isinstance(shapes, Mapping):
+        raise UsageError(f"input_shapes maps input names to dims, e.g. {{'x': [1, 3, 224, 224]}}, not {shapes!r}")
+    checked = {}
+    for name, dims in shapes.items():
+        if (not isinstance(name, str) or isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):
+            raise UsageError(f"input_shapes['{name}'] must be a list of positive integers, not {dims!r}")
+        checked[name] = list(dims)
+    return checked
+
+
+def _refuse_inputs_inside(out: Path, model: object, plan: object) -> None:
+    """Replacing OUT must not delete the model or plan being compiled: one that is a file of the
+    earlier output there (e.g. OUT/reference.onnx). A user's own file beside it is kept anyway."""
+    import json
+
+    root = out.resolve()
+    try:
+        written = set(json.loads((root / "manifest.json").read_text()).get("files", {}))
+    except (OSError, ValueError, AttributeError):
+        return
+    for what, source in (("model", model), ("plan", plan)):
+        if isinstance(source, (str, os.PathLike)) and _is_file(str(source)):
+            path = Path(source).resolve()
+            if path.is_relative_to(root) and path.relative_to(root).as_posix() in written:
+                raise UsageError(f"the {what} '{source}' is inside the output directory '{out}', which the compile "
+                                 "replaces", hint="copy it elsewhere or choose another -o")
 
 
 REFERENCE_FILE = "reference.onnx"

@@ -155,10 +155,12 @@ def compile(
         if overlaps(dump_ir, out):
             raise UsageError(f"--dump-ir '{dump_ir}' and -o '{out}' must be separate directories, neither inside the other")
         check_output_path(dump_ir, force=force, kind=IR_DUMP)
+    ir_console = err_console if json_out else out_console  # with --json, stdout holds the JSON alone
+
     def hook(p, program, result) -> None:
-        if not out_console.quiet and ("all" in wanted or p.name in wanted):
-            out_console.print(f"// IR after {p.name}", markup=False)
-            out_console.print(format_program(program), markup=False, highlight=False, soft_wrap=True)
+        if not ir_console.quiet and ("all" in wanted or p.name in wanted):
+            ir_console.print(f"// IR after {p.name}", markup=False)
+            ir_console.print(format_program(program), markup=False, highlight=False, soft_wrap=True)
         if dump_ir is not None:
             dumps[f"{len(program.pass_log):02d}-{p.name}.txt"] = format_program(program)
 
@@ -403,7 +405,9 @@ def run(
     if json_out:
         from .json_output import emit
 
-        emit("run", {"ok": True, **result.report})
+        report = dict(result.report)
+        report["mpirun_command"] = report.pop("command", None)
+        emit("run", {"ok": True, **report})
     else:
         render(result.report, out_console, f"edgec run {out}")
         if save_outputs is not None:
@@ -446,8 +450,27 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _json_usage_errors() -> int:
+    """Under `--json`, argument errors that the parser catches (a missing option, a bad value) are a
+    JSON error object on stdout too, not a usage box."""
+    from .json_output import emit, error_document
+
+    parse_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as typer ships it
+    try:
+        result = app(standalone_mode=False)
+    except parse_error as exc:
+        words = [a for a in sys.argv[1:] if not a.startswith("-")]
+        emit(words[0] if words else "edgec", error_document(UsageError(exc.format_message()), 2))
+        return 2
+    except typer.Abort:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:
     try:
+        if "--json" in sys.argv[1:]:
+            sys.exit(_json_usage_errors())
         app()
     except BrokenPipeError:
         _silence_stdout()

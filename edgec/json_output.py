@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 
 def emit(command: str, payload: dict[str, Any]) -> None:
     """Write `payload` as the JSON answer of `command` (plain text: rich's colour never applies)."""
-    document = {"format_version": FORMAT_VERSION, "command": command, **payload}
+    document = {"format_version": FORMAT_VERSION, "command": command,
+                **{k: v for k, v in payload.items() if k not in ("format_version", "command")}}
     sys.stdout.write(json.dumps(document, indent=2, default=_plain) + "\n")
     sys.stdout.flush()
 

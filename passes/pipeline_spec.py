@@ -19,7 +19,7 @@ from ..compiler.pass_manager import Pass, options_of
 from .registry import pass_class
 
 _NAME = re.compile(r"[A-Za-z_][\w.:-]*")
-_VALUE = re.compile(r'"(?:[^"\\]|\\.)*"|[^,{}]+')
+_VALUE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[^,{}]+')
 
 
 def parse_pipeline(spec: str, origin: str = "--passes") -> list[Pass]:
@@ -35,7 +35,7 @@ class _Parser:
         self.text, self.origin, self.pos = text, origin, 0
 
     def error(self, message: str, start: int, end: int | None = None, **kwargs) -> PlanError:
-        span = SourceSpan(self.origin, 1, start + 1, (end if end is not None else start + 1) + 1, self.text)
+        span = SourceSpan(self.origin, 1, start + 1, (end if end is not None else start) + 2, self.text)
         return PlanError(message, span, **kwargs)
 
     def skip(self) -> None:
@@ -91,6 +91,8 @@ class _Parser:
                 raise self.error("expected an option name", self.pos)
             k_start = self.pos
             self.pos = key.end()
+            if key.group() in values:
+                raise self.error(f"option '{key.group()}' of '{pass_name}' is given twice", k_start, key.end() - 1)
             if key.group() not in fields:
                 known = ", ".join(fields) or "none"
                 raise self.error(f"pass '{pass_name}' has no option '{key.group()}' (options: {known})", k_start,
@@ -126,9 +128,22 @@ def _hints(cls: type) -> dict[str, Any]:
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
+def spec_value(value: Any) -> str:
+    """`value` written the way `convert` reads it back (strings double-quoted, bools true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, (tuple, list)):
+        return ";".join(spec_value(v) for v in value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
 def convert(raw: str, kind: Any) -> Any:
     """`raw` (spec text) as a value of type `kind`; ValueError says what was expected."""
-    if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+    if raw[:1] in ('"', "'") and raw.endswith(raw[0]) and len(raw) >= 2:
         text: str | None = bytes(raw[1:-1], "utf-8").decode("unicode_escape")
     else:
         text = raw

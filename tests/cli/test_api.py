@@ -70,3 +70,18 @@ def test_what_a_pass_author_needs_is_exported():
     assert set(edgec.__all__) <= set(dir(edgec))
     with pytest.raises(AttributeError):
         edgec.not_a_name
+
+
+def test_a_model_inside_the_output_directory_is_not_deleted(tmp_path):
+    out = tmp_path / "out"
+    edgec.compile(build(), PLAN, out)
+    with pytest.raises(edgec.UsageError, match="is inside the output directory"):
+        edgec.compile(out / "reference.onnx", PLAN, out)
+    assert (out / "reference.onnx").is_file()
+
+
+@pytest.mark.parametrize("shapes", [{"image": "abc"}, {"image": [1, 3, 32, "x"]}, {"image": 5}, ["image"],
+                                    "image=1,3,32,32", {"image": [1.5, 3, 32, 32]}, {"image": [0, 3, 32, 32]}])
+def test_bad_input_shapes_are_usage_errors(shapes):
+    with pytest.raises(edgec.UsageError, match="input_shapes"):
+        edgec.compile(build(), PLAN, None, input_shapes=shapes)

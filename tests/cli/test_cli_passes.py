@@ -52,10 +52,10 @@ def test_a_third_party_pass_runs_from_the_spec_with_an_option(tmp_path, model, p
                "--passes", "split-layer,split,tag-nodes{op=Relu,at_least=2},comm-insert", env=plugin_env)
     assert done.returncode == 0, done.stderr
     log = json.loads(done.stdout)["passes"]
-    assert [e["pass"] for e in log] == ["split-layer", "split", "tag-nodes{op='Relu',at_least=2}", "comm-insert"]
+    assert [e["pass"] for e in log] == ["split-layer", "split", 'tag-nodes{op="Relu",at_least=2}', "comm-insert"]
     assert log[2]["summary"].endswith("Relu nodes")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "tag-nodes{op='Relu',at_least=2}" in [e["pass"] for e in manifest["passes"]]
+    assert 'tag-nodes{op="Relu",at_least=2}' in [e["pass"] for e in manifest["passes"]]
     failed = cli("compile", model, "--plan", plan_file(tmp_path), "-o", tmp_path / "o2",
                  "--passes", "split,tag-nodes{at_least=99},comm-insert", env=plugin_env)
     assert failed.returncode == 2 and "pass 'tag-nodes' failed: found" in failed.stderr
@@ -158,3 +158,34 @@ def test_show_prints_json_for_a_model_and_an_output(tmp_path, model):
     assert shown["command"] == "show" and len(shown["stages"]) == 3 and shown["transfers"][0]["bytes"] > 0
     nodes = json.loads(cli("show", model, "--json").stdout)["nodes"]
     assert nodes[0]["name"] == "stem" and nodes[0]["macs"] > 0
+
+
+def test_json_stdout_stays_json_with_print_after_and_argument_errors(tmp_path, model):
+    done = cli("compile", model, "--plan", plan_file(tmp_path), "-o", tmp_path / "out", "--json", "--print-after", "split")
+    assert done.returncode == 0 and json.loads(done.stdout)["command"] == "compile"
+    assert "// IR after split" in done.stderr
+    missing = cli("compile", model, "-o", tmp_path / "o2", "--json")
+    document = json.loads(missing.stdout)
+    assert missing.returncode == 2 and document["ok"] is False and "--plan" in document["error"]["message"]
+    bad = cli("run", tmp_path / "out", "--stall-timeout", "abc", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["command"] == "run"
+
+
+def test_spec_options_round_trip_and_are_not_given_twice(plugin_env):
+    script = ("import edgec\n"
+              "from edgec.passes.registry import pass_class\n"
+              "p = pass_class('tag-nodes')(op='Re,\"lu', crash=True)\n"
+              "print(p.spec)\n"
+              "assert edgec.parse_pipeline(p.spec)[0] == p\n"
+              "assert edgec.parse_pipeline(\"tag-nodes{op='A,B'}\")[0].op == 'A,B'\n"
+              "try:\n    edgec.parse_pipeline('tag-nodes{op=A,op=B}')\n"
+              "except edgec.PlanError as e:\n    print(e.format())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=plugin_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('tag-nodes{op="Re,\\"lu",crash=true}')
+    assert "option 'op' of 'tag-nodes' is given twice" in done.stdout
+
+
+def test_the_caret_covers_the_whole_unknown_pass_name(tmp_path, model):
+    result = edgec("compile", model, "--plan", plan_file(tmp_path), "-o", tmp_path / "out", "--passes", "split,foo")
+    assert "\n          ^^^\n" in result.output or result.output.rstrip().split("\n")[-2].strip() == "^^^"

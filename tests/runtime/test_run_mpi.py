@@ -66,6 +66,7 @@ def test_cli_run_json_and_saved_outputs(tiny_out, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["frames"] == 4 and len(report["stages"]) == 4
+    assert report["command"] == "run" and report["mpirun_command"][0].endswith("mpirun")
     probs = np.load(saved)
     assert probs.shape == (4, 1, 10)
     expected = reference(tiny_out, random_inputs(CompiledOutput.open(tiny_out).manifest, 0))["probs"]
