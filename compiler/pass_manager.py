@@ -47,6 +47,8 @@ class Pass:
     provides: ClassVar[frozenset[Fact]] = frozenset()
     invalidates: ClassVar[frozenset[Fact]] = frozenset()
     after: ClassVar[frozenset[Fact]] = frozenset()
+    repeatable: ClassVar[bool] = True
+    """False for a pass that cannot run again once its facts hold (the vertical split, comm-insert)."""
 
     def precondition(self, program: Program) -> None:
         """Raise (via `self.fail`) if `program` is in a state this pass cannot take."""
@@ -232,6 +234,11 @@ def check_pipeline(
         for fact in sorted(p.requires - facts, key=list(Fact).index):
             raise PassError(_order_problem(p.name, fact, passes, i, broken_by, providers), pass_name=p.name, ran=[],
                             hint=_provider_hint([fact], providers), when=_HERE)
+        if not p.repeatable and p.provides and p.provides <= facts:
+            earlier = next((q.name for q in reversed(passes[:i]) if q.provides & p.provides), None)
+            by = f" by '{earlier}'" if earlier else ""
+            raise PassError(f"{fact_names(p.provides)} already holds{by}, and '{p.name}' runs only once", pass_name=p.name,
+                            ran=[], hint="list it once", when=_HERE)
         for q in passes[i + 1:]:
             early = p.after & q.provides
             if early:

@@ -435,6 +435,8 @@ def passes_cmd(
         out_console.print(f"[bold]{entry['name']}[/]  [dim]({entry['origin']})[/]  {entry['summary']}", highlight=False)
         contract = [f"{key} {', '.join(entry[key])}" for key in ("requires", "provides", "invalidates", "after")
                     if entry[key]]
+        if not entry["repeatable"]:
+            contract.append("runs once")
         out_console.print("    " + (" · ".join(contract) or "no declared facts: runs anywhere"), highlight=False)
         if entry["options"]:
             options = ", ".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in entry["options"])

@@ -24,6 +24,7 @@ def describe(cls: type[Pass]) -> dict[str, Any]:
         "provides": _facts(cls.provides),
         "invalidates": _facts(cls.invalidates),
         "after": _facts(cls.after),
+        "repeatable": cls.repeatable,
         "options": [{"name": f.name, "type": _type_name(hints.get(f.name, f.type)), "default": _default(f)}
                     for f in options_of(cls)],
         "origin": origin_of(cls.name),

@@ -24,6 +24,7 @@ class CommInsert(Pass):
     requires = frozenset({Fact.STAGED})
     provides = frozenset({Fact.COMM})
     after = frozenset(Fact) - {Fact.COMM}
+    repeatable = False
 
     def precondition(self, program: Program) -> None:
         if Fact.COMM in program.facts:

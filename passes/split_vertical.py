@@ -26,6 +26,7 @@ class SplitVertical(Pass):
     requires = frozenset({Fact.PLACED})
     provides = frozenset({Fact.STAGED})
     after = frozenset({Fact.CANONICAL, Fact.LAYERS_SPLIT})
+    repeatable = False
 
     def precondition(self, program: Program) -> None:
         for node in program.nodes():

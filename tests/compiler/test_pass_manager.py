@@ -55,6 +55,11 @@ def test_a_pipeline_in_the_wrong_order_is_refused_naming_the_fact():
     assert info.value.pass_name == "comm-insert" and "cannot run at this point" in info.value.message
 
 
+def test_a_pass_that_runs_once_is_refused_twice_before_anything_runs():
+    with pytest.raises(PassError, match="staged already holds by 'split', and 'split' runs only once"):
+        PassManager([SplitVertical(), SplitVertical(), CommInsert()])
+
+
 def test_a_missing_fact_names_the_pass_that_provides_it():
     with pytest.raises(PassError) as info:
         PassManager([CommInsert()])
