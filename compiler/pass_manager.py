@@ -82,7 +82,7 @@ class Pass:
         from ..passes.pipeline_spec import spec_value
 
         changed = [f"{f.name}={spec_value(getattr(self, f.name))}" for f in options_of(type(self))
-                   if getattr(self, f.name) != _default(f)]
+                   if getattr(self, f.name) != option_default(f)]
         return f"{self.name}{{{','.join(changed)}}}" if changed else self.name
 
 
@@ -91,7 +91,8 @@ def options_of(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
 
 
-def _default(f: dataclasses.Field):
+def option_default(f: dataclasses.Field):
+    """An option field's default value (`dataclasses.MISSING` when it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:

@@ -23,7 +23,7 @@ import onnx_ir as ir
 from .backends.artifacts import write_artifacts
 from .backends.manifest import Manifest
 from .backends.onnx.source_hash import source_sha256
-from .backends.output_dir import check_output_path
+from .backends.output_dir import Contents, check_output_path
 from .backends.registry import resolve_backends
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
 from .compiler.facts import Fact
@@ -164,11 +164,10 @@ def compile(
     if not isinstance(force, bool):
         raise UsageError(f"force is True or False, not {force!r}")
     input_shapes = _checked_input_shapes(input_shapes)
-    if out is not None:
-        check_output_path(Path(out), force=force)
+    contents = check_output_path(Path(out), force=force) if out is not None else None
     plan = load_plan(plan)
-    if out is not None:
-        _refuse_inputs_inside(Path(out), _model_path(model, plan), plan.filename)
+    if contents is not None:
+        _refuse_inputs_inside(contents, _model_path(model, plan), plan.filename)
     progress("loading model and lowering plan")
     program = load_program(model, plan, input_shapes=input_shapes, progress=progress)
     reference = _embedded_reference(program) if out is not None else None
@@ -205,22 +204,16 @@ def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:
     return checked
 
 
-def _refuse_inputs_inside(out: Path, model: object, plan: object) -> None:
+def _refuse_inputs_inside(contents: Contents, model: object, plan: object) -> None:
     """Replacing OUT must not delete the model or plan being compiled: one that is a file of the
     earlier output there (e.g. OUT/reference.onnx). A user's own file beside it is kept anyway."""
-    import json
-
-    root = out.resolve()
-    try:
-        written = set(json.loads((root / "manifest.json").read_text()).get("files", {}))
-    except (OSError, ValueError, AttributeError):
-        return
+    ours = set(contents.ours)
     for what, source in (("model", model), ("plan", plan)):
         if isinstance(source, (str, os.PathLike)) and _is_file(str(source)):
             path = Path(source).resolve()
-            if path.is_relative_to(root) and path.relative_to(root).as_posix() in written:
-                raise UsageError(f"the {what} '{source}' is inside the output directory '{out}', which the compile "
-                                 "replaces", hint="copy it elsewhere or choose another -o")
+            if path.is_relative_to(contents.path) and path.relative_to(contents.path).as_posix() in ours:
+                raise UsageError(f"the {what} '{source}' is inside the output directory '{contents.given}', which the "
+                                 "compile replaces", hint="copy it elsewhere or choose another -o")
 
 
 REFERENCE_FILE = "reference.onnx"
@@ -230,7 +223,7 @@ def _embedded_reference(program: Program) -> bytes | None:
     """The unsplit model as loaded, for a model given in memory: `edgec verify` needs a reference."""
     if program.source_path is not None:
         return None
-    return ir.to_proto(program.model.clone()).SerializeToString()
+    return ir.to_proto(program.model).SerializeToString()
 
 
 def _model_info(program: Program, reference: bytes | None = None) -> dict:

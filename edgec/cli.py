@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from .compiler.diagnostics import EdgecError, InternalError, UsageError
+from .json_output import emit, error_document
 
 app = typer.Typer(
     help="edgec: compile an ONNX model and a partitioning plan (plan.edge) into per-device "
@@ -79,8 +80,6 @@ def _report(exc: EdgecError, command: str, as_json: bool) -> None:
     if _debug["on"] and exc.__cause__ is not None:
         err_console.print("".join(traceback.format_exception(exc.__cause__)), markup=False, highlight=False)
     if as_json:
-        from .json_output import emit, error_document
-
         emit(command.rstrip("_").replace("_cmd", ""), error_document(exc, exc.exit_code))
     else:
         err_console.print(exc.format(), markup=False, soft_wrap=True)
@@ -186,8 +185,6 @@ def compile(
         for warning in program.warnings:
             err_console.print(warning.format(), markup=False, highlight=False, soft_wrap=True)
     if json_out:
-        from .json_output import emit
-
         emit("compile", {"ok": True, "out": str(out), "warnings": [str(w) for w in program.warnings],
                          "stages": len(program.stages),
                          "devices": len({s.device for s in program.stages}), "transfers": len(program.transfers),
@@ -236,8 +233,6 @@ def verify(
     report = run_verify(out, list(input) if input else None, seed=seed, tolerance=tolerance, model=model,
                         engine=engine, mpi=mpi)
     if json_out:
-        from .json_output import emit
-
         emit("verify", report.to_json())
     else:
         from rich.table import Table
@@ -264,8 +259,6 @@ def show(
     from .show import draw_output, model_json, output_json, show_model, show_output
 
     if json_out:
-        from .json_output import emit
-
         if graph is not None:
             raise UsageError("--graph and --json do not go together")
         data = output_json(target) if target.is_dir() else model_json(target, parse_input_shapes(input_shape))
@@ -403,8 +396,6 @@ def run(
         else:
             np.savez(save_outputs, **result.outputs)
     if json_out:
-        from .json_output import emit
-
         report = dict(result.report)
         report["mpirun_command"] = report.pop("command", None)
         emit("run", {"ok": True, **report})
@@ -426,8 +417,6 @@ def passes_cmd(
 
     catalog = pass_catalog()
     if json_out:
-        from .json_output import emit
-
         emit("passes", {"ok": True, "default_pipeline": [p.name for p in default_pipeline()], "passes": catalog})
         return
     out_console.print(f"[bold]default pipeline:[/] {', '.join(p.name for p in default_pipeline())}\n")
@@ -455,8 +444,6 @@ def _silence_stdout() -> None:
 def _json_usage_errors() -> int:
     """Under `--json`, argument errors that the parser catches (a missing option, a bad value) are a
     JSON error object on stdout too, not a usage box."""
-    from .json_output import emit, error_document
-
     parse_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as typer ships it
     try:
         result = app(standalone_mode=False)

@@ -9,14 +9,14 @@ import dataclasses
 from typing import Any
 
 from ..compiler.facts import Fact
-from ..compiler.pass_manager import Pass, options_of
+from ..compiler.pass_manager import Pass, option_default, options_of
 from .onnx_ir_adapter import available_onnx_ir_passes
-from .pipeline_spec import _hints
+from .pipeline_spec import option_types
 from .registry import get_pass, origin_of, registered_passes
 
 
 def describe(cls: type[Pass]) -> dict[str, Any]:
-    hints = _hints(cls)
+    hints = option_types(cls)
     doc = (cls.__doc__ or "").strip().split("\n")[0]
     return {
         "name": cls.name,
@@ -48,10 +48,7 @@ def _type_name(kind: Any) -> str:
 
 
 def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-    else:
+    value = option_default(f)
+    if value is dataclasses.MISSING:
         return None
     return value.value if hasattr(value, "value") else value

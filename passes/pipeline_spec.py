@@ -79,7 +79,7 @@ class _Parser:
 
     def options(self, cls: type[Pass], pass_name: str) -> dict[str, Any]:
         fields = {f.name: f for f in options_of(cls)}
-        hints = _hints(cls)
+        hints = option_types(cls)
         values: dict[str, Any] = {}
         while True:
             self.skip()
@@ -118,7 +118,8 @@ class _Parser:
                 raise self.error("expected ',' or '}' after an option", min(self.pos, len(self.text)))
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def option_types(cls: type) -> dict[str, Any]:
+    """The declared type of each option field of a pass class (its annotation when it cannot be resolved)."""
     try:
         return get_type_hints(cls)
     except Exception:
