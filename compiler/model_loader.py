@@ -675,9 +675,10 @@ def measure_with_onnxruntime(model: ir.Model, values: Sequence[ir.Value]) -> Non
     fed from their memory-mapped bytes), or with the weights copied in if onnxruntime refuses that;
     once on inputs of zeros and once on ones. A shape that differs between the runs depends on the
     data and is refused; a value that is not a tensor (a sequence, a map) too."""
-    first = _run_onnxruntime(model, values, 0)
+    run = _onnxruntime_runner(model, values)
+    first = run(0)
     try:
-        second: list | None = _run_onnxruntime(model, values, 1)
+        second: list | None = run(1)
     except ModelError:  # ones may be invalid where zeros are not (an index, a divisor): check with one run only
         second = None
     for i, value in enumerate(values):
@@ -697,7 +698,8 @@ def measure_with_onnxruntime(model: ir.Model, values: Sequence[ir.Value]) -> Non
         value.dtype = ir.DataType.STRING if result.dtype.kind in "OUS" else ir.DataType.from_numpy(result.dtype)
 
 
-def _run_onnxruntime(model: ir.Model, values: Sequence[ir.Value], fill: int) -> list:
+def _onnxruntime_runner(model: ir.Model, values: Sequence[ir.Value]) -> Callable[[int], list]:
+    """One onnxruntime session for the measurement; the returned function runs it on inputs filled with a value."""
     import onnxruntime as ort
 
     graph = model.graph
@@ -712,10 +714,10 @@ def _run_onnxruntime(model: ir.Model, values: Sequence[ir.Value], fill: int) -> 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every value stays computed
     options.log_severity_level = 3
-    feeds = {v.name: _filled(v, fill) for v in graph.inputs}
+    weight_feeds: dict = {}
     try:
         session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feeds.update({str(v.name): tensor.numpy() for v, tensor in fed})
+        weight_feeds = {str(v.name): tensor.numpy() for v, tensor in fed}
     except Exception:  # an op that needs a weight to be an initializer: copy the weights in
         del proto.graph.input[len(graph.inputs):]
         proto.graph.initializer.extend(onnx.numpy_helper.from_array(np.asarray(tensor.numpy()), v.name)
@@ -724,10 +726,14 @@ def _run_onnxruntime(model: ir.Model, values: Sequence[ir.Value], fill: int) -> 
             session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise _unmeasured(values, exc) from None
-    try:
-        return session.run([v.name for v in values], feeds)
-    except Exception as exc:
-        raise _unmeasured(values, exc) from None
+    def run(fill: int) -> list:
+        try:
+            return session.run([v.name for v in values], {**{v.name: _filled(v, fill) for v in graph.inputs},
+                                                          **weight_feeds})
+        except Exception as exc:
+            raise _unmeasured(values, exc) from None
+
+    return run
 
 
 def _unmeasured(values: Sequence[ir.Value], exc: BaseException) -> ModelError:

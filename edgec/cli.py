@@ -113,8 +113,13 @@ def parse_backends(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-ENGINE_HELP = ("What runs each stage: onnxruntime (the ONNX sub-model), tvm (the module of --backend tvm) or cpp "
-               "(the C++/MPI program of --backend cpp, built on first use).")
+def _engine_help() -> str:
+    from .runtime.engines import engine_names, get_engine
+
+    return "What runs each stage: " + "; ".join(f"{n} ({get_engine(n).summary})" for n in engine_names()) + "."
+
+
+ENGINE_HELP = _engine_help()
 INPUT_SHAPE_HELP = "Fix an input's dims, e.g. 'images=1,3,640,640' (repeatable; overrides the plan's `input`)."
 
 

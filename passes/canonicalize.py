@@ -133,11 +133,11 @@ class Canonicalize(Pass):
         counts: Counter[str] = Counter()
         modified = False
         for _ in range(MAX_ROUNDS):
-            changed = _local_rewrites(program, counts)
-            changed |= self._fold(program, counts)
-            if not changed:
+            rewritten = _local_rewrites(program, counts)
+            folded = self._fold(program, counts)
+            modified |= rewritten or folded
+            if not folded:  # the rewrites finish in one sweep; only a fold can expose more for them
                 break
-            modified = True
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
         summary = summary or ("inputs rewired by folding" if modified else "already canonical")
         return PassResult(modified, summary, dict(counts))

@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 
 from ..manifest import sha256_file
+from ..cache_dir import cache_root
 
 MIN_CACHED_BYTES = 8 << 20
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEC_CACHE", "~/.cache/edgec")).expanduser() / "sha256"
+    return cache_root() / "sha256"
 
 
 def _key(path: Path) -> tuple[str, int]:

@@ -13,7 +13,7 @@ their weights inline. Either way an output directory never refers to the source 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -37,8 +37,6 @@ class StageModel:
     outputs: list[str]
     weight_bytes: int
     external_data: str | None = None
-    sha256: dict[str, str] = field(default_factory=dict)
-    """File name (the sub-model, its data file) → sha256 of what was written."""
 
 
 def extract_stage(program: Program, index: int, stage_nodes: list[ir.Node] | None = None) -> StageModel:
@@ -79,7 +77,6 @@ def write_stage_files(program: Program, path_of: dict[int, Path]) -> dict[int, S
                 raise ModelError(f"sub-model of stage {stage.index} cannot be written: {first_line(exc)}") from None
             for file, (digest, _size) in files.items():
                 record_sha256(file, digest)
-                sm.sha256[file.name] = digest
             written[stage.index] = sm
     return written
 

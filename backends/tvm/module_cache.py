@@ -33,6 +33,7 @@ from typing import Any
 
 from ..manifest import sha256_file
 from .targets import TargetSpec
+from ..cache_dir import cache_root as edgec_cache_root
 
 FORMAT = 1
 DEFAULT_MAX_MB = 4096
@@ -46,7 +47,7 @@ def cache_root() -> Path | None:
     explicit = os.environ.get("EDGEC_TVM_MODULE_CACHE")
     if explicit is not None:
         return None if explicit.strip().lower() in ("", "0", "off", "no", "false") else Path(explicit).expanduser()
-    return Path(os.environ.get("EDGEC_CACHE", "~/.cache/edgec")).expanduser() / "tvm-modules"
+    return edgec_cache_root() / "tvm-modules"
 
 
 def _versions() -> dict[str, str]:

@@ -12,7 +12,6 @@ missing runtime is an error that names the command.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
@@ -23,14 +22,11 @@ from pathlib import Path
 from ...compiler.diagnostics import UsageError
 from ..backend import Progress
 from .targets import host_arch
+from ..cache_dir import cache_root
 
 PLATFORMS = {"aarch64": "manylinux_2_28_aarch64"}
 DISTRIBUTIONS = ("apache-tvm", "apache-tvm-ffi")
 LIBRARIES = ("libtvm_runtime.so", "libtvm_ffi.so")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGEC_CACHE", "~/.cache/edgec")).expanduser()
 
 
 def _versions() -> dict[str, str]:
