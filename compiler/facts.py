@@ -26,6 +26,12 @@ class Fact(str, Enum):
     """Every node belongs to a stage (one MPI rank); stages are in topological order."""
     BATCHNORM_FOLDED = "batchnorm-folded"
     """No inference BatchNormalization is left: folded into the Conv before it, or a Mul and an Add."""
+    QUANTIZED = "quantized"
+    """The plan's `quantize` statements are applied: QuantizeLinear/DequantizeLinear pairs (or fp16
+    casts) around the selected nodes and on the selected stage boundaries."""
+    PRUNED = "pruned"
+    """The plan's `prune` statements are applied: the selected layers' channels are removed, with
+    everything that depends on them."""
     COMM = "comm"
     """Every value crossing stages goes through an edgec.Send/edgec.Recv pair; transfers are listed."""
 
