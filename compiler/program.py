@@ -54,6 +54,48 @@ class Transfer:
         return nbytes(self.shape, self.dtype)
 
 
+@dataclass(frozen=True)
+class StageQuantization:
+    """What the quantize pass did to one stage, and why: the manifest's `quantization` section.
+
+    `activation_dtype` is what the pass chose for the stage's engine (`engine`); `reason` says
+    why in a sentence a user reads in `edgec show`. `nodes` are the quantized compute nodes.
+    """
+
+    stage: int
+    device: str
+    engine: str
+    activation_dtype: str
+    weight_dtype: str
+    granularity: str
+    method: str
+    nodes: tuple[str, ...]
+    reason: str
+    bias_correction: bool = False
+    equalization: bool = False
+
+
+@dataclass(frozen=True)
+class WireQuantization:
+    """One boundary tensor that travels quantized: `tensor` (float) crosses as `wire_tensor` in `wire`."""
+
+    tensor: str
+    wire_tensor: str
+    wire: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class LayerPruning:
+    """One layer the prune pass shrank: channels before and after, and the statement that asked."""
+
+    node: str
+    channels_before: int
+    channels_after: int
+    statement: str
+
+
 @dataclass
 class Program:
     """The model being compiled, the platform it is compiled for, and what passes established.
@@ -75,6 +117,12 @@ class Program:
     source_path: str | None = None
     warnings: list[PlanWarning] = field(default_factory=list)
     """What lowering the plan found worth saying that is no error (a placed node folded away at load time)."""
+    quantization: list[StageQuantization] = field(default_factory=list)
+    """Set by the quantize pass: one record per stage it quantized."""
+    wire_quantization: list[WireQuantization] = field(default_factory=list)
+    """Set by the quantize pass for `quantize wire`: the boundary tensors that travel quantized."""
+    pruning: list[LayerPruning] = field(default_factory=list)
+    """Set by the prune pass: one record per layer that lost channels."""
 
     @property
     def graph(self) -> ir.Graph:
