@@ -7,7 +7,7 @@ PYTHON ?= python3
 .PHONY: setup example test test-fast bench
 
 setup:
-	@command -v dot >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz openmpi-bin libopenmpi-dev g++ cmake g++-aarch64-linux-gnu qemu-user >/dev/null; }
+	@command -v dot >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz openmpi-bin libopenmpi-dev g++ cmake g++-aarch64-linux-gnu qemu-user iproute2 >/dev/null; }
 	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]" "mpi4py>=4"
 	@$(PYTHON) -c "from mpi4py import MPI; v = MPI.Get_library_version(); assert 'Open MPI' in v, 'mpi4py is not using Open MPI: ' + v"
 	$(PYTHON) -m edgec fetch-runtime aarch64 -q
@@ -27,4 +27,6 @@ test-fast: setup
 	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: setup
+	@test -d /usr/share/datasets/fashion-mnist || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test,explore,bench]"
 	$(PYTHON) benchmarks/run_all.py

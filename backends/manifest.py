@@ -9,7 +9,9 @@ instead of re-parsing sub-models.
 
 Format 2 (this edgec) added `backends`, each stage's `signature`, and byte units in split part
 keys (`receives_bytes`, `sends_bytes`, `halo_bytes`). Format 1 manifests are still read (no
-signatures; old split keys); a manifest from a newer edgec is refused by name.
+signatures; old split keys); a manifest from a newer edgec is refused by name. The optional
+`quantization` key (`quantization_records.py`) is written only for quantized plans, so float
+outputs are unchanged and manifests written before it read back with `quantization` None.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .manifest_records import (
     GraphTensor, ModelInfo, PassRecord, PlanInfo, SplitEntry, SplitPart, StageEntry, StageInput, StageSend,
     StageSignature, TensorSpec, TransferEntry,
 )
+from .pruning_records import PruningInfo
+from .quantization_records import QuantizationInfo
 from .records import Fields, JsonSection, ManifestError, Record, Section
 
 __all__ = [
@@ -126,6 +130,10 @@ class Manifest(Record):
     sections: Mapping[str, Section] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    quantization: QuantizationInfo | None = None
+    """What the quantize pass did (`quantization_records.py`); None for a float plan and in older manifests."""
+    pruning: PruningInfo | None = None
+    """What the prune pass removed and saved (`pruning_records.py`); None when nothing was pruned."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -134,6 +142,10 @@ class Manifest(Record):
             "transfers": [t.to_json() for t in self.transfers], "splits": [s.to_json() for s in self.splits],
             "passes": [p.to_json() for p in self.passes], "tools": dict(self.tools), "backends": list(self.backends),
         }
+        if self.quantization is not None:
+            data["quantization"] = self.quantization.to_json()
+        if self.pruning is not None:
+            data["pruning"] = self.pruning.to_json()
         data.update({name: section.to_json() for name, section in self.sections.items()})
         data["files"] = dict(self.files)
         return data
@@ -155,7 +167,7 @@ class Manifest(Record):
                    _platform(f.child("platform")), f.records("stages", StageEntry),
                    f.records("transfers", TransferEntry, default=[]), f.records("splits", SplitEntry, default=[]),
                    f.records("passes", PassRecord, default=[]), f.str_map("tools", default={}), backends, sections,
-                   files, version)
+                   files, version, quantization=_quantization(f), pruning=_pruning(f))
 
     def stage(self, rank: int) -> StageEntry:
         if not 0 <= rank < len(self.stages):
@@ -182,6 +194,18 @@ class Manifest(Record):
     def stage_outputs(self, rank: int) -> list[tuple[int, GraphTensor]]:
         """(index in `model.outputs`, spec) of the graph outputs stage `rank` computes."""
         return [(i, spec) for i, spec in enumerate(self.model.outputs) if spec.stage == rank]
+
+
+def _quantization(f: Fields) -> QuantizationInfo | None:
+    """The `quantization` section, None where absent (float plans, manifests from before quantization)."""
+    section = f.child("quantization", null=True) if f.has("quantization") else None
+    return QuantizationInfo.read(section) if section is not None else None
+
+
+def _pruning(f: Fields) -> PruningInfo | None:
+    """The `pruning` section, None where absent (nothing pruned, manifests from before pruning)."""
+    section = f.child("pruning", null=True) if f.has("pruning") else None
+    return PruningInfo.read(section) if section is not None else None
 
 
 def _describe(value: Any) -> str:

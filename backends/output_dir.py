@@ -33,11 +33,13 @@ from typing import Callable, Iterator, Literal
 
 from ..compiler.diagnostics import UsageError
 
-Kind = Literal["output", "ir-dump"]
+Kind = Literal["output", "ir-dump", "explore"]
 Progress = Callable[[str], None]
 
 OUTPUT: Kind = "output"
 IR_DUMP: Kind = "ir-dump"
+EXPLORE: Kind = "explore"
+EXPLORE_INDEX = "front.json"
 MANIFEST = "manifest.json"
 STAGING_PREFIX = ".edgec-staging-"
 OLD_PREFIX = ".edgec-old-"
@@ -47,7 +49,8 @@ CMAKE_WRITES = frozenset({"CMakeCache.txt", "CMakeFiles", "Makefile", "cmake_ins
                           ".ninja_deps", ".ninja_log", "compile_commands.json", "edgec_pipeline"})
 _DUMP_NAME = re.compile(r"\d{2,}-[\w.-]+\.txt")
 _LEFTOVER = re.compile(rf"{re.escape(STAGING_PREFIX)}[\w]{{8}}\.tmp|{re.escape(OLD_PREFIX)}[\w]{{8}}")
-_WHAT = {OUTPUT: "an earlier edgec output", IR_DUMP: "an earlier --dump-ir directory"}
+_WHAT = {OUTPUT: "an earlier edgec output", IR_DUMP: "an earlier --dump-ir directory",
+         EXPLORE: "an earlier `edgec explore` output"}
 
 
 @dataclass
@@ -150,6 +153,18 @@ def _dump_owner(root: Path) -> Callable[[str], bool]:
     return owned
 
 
+def _explore_owner(root: Path) -> Callable[[str], bool] | None:
+    """An `edgec explore` output: its `front.json` (key `edgec: explore`) lists the files it wrote."""
+    try:
+        index = json.loads((root / EXPLORE_INDEX).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("edgec") != "explore" or not isinstance(index.get("files"), list):
+        return None
+    listed = {str(f) for f in index["files"]} | {EXPLORE_INDEX}
+    return lambda rel: rel in listed
+
+
 def inspect_directory(out: str | os.PathLike, kind: Kind = OUTPUT, *, skip: Path | None = None) -> Contents:
     """Classify `out` (see the module docstring); raises UsageError for targets that are never usable."""
     given = Path(out)
@@ -176,6 +191,8 @@ def inspect_directory(out: str | os.PathLike, kind: Kind = OUTPUT, *, skip: Path
     if kind == OUTPUT:
         found = _output_owner(path)
         owner, trees = found if found is not None else (None, [])
+    elif kind == EXPLORE:
+        owner, trees = _explore_owner(path), []
     else:
         owner, trees = _dump_owner(path), []
         if not any(owner(f) for f in files):

@@ -19,6 +19,8 @@ from .manifest import (
     GraphTensor, Manifest, ModelInfo, PassRecord, PlanInfo, SplitEntry, StageEntry, StageInput, StageSend,
     StageSignature, TensorSpec, TransferEntry, tool_versions,
 )
+from .pruning_records import PruningInfo
+from .quantization_records import QuantizationInfo
 from .stage_io import stage_io
 
 
@@ -80,4 +82,6 @@ def build_manifest(program: Program, *, model_info: Mapping[str, Any], plan_info
         passes=tuple(PassRecord.from_json(entry, where="passes") for entry in program.pass_log),
         tools=tool_versions(),
         backends=tuple(backends),
+        quantization=QuantizationInfo.of(program.quantization, program.wire_quantization),
+        pruning=PruningInfo.of(program.pruning, program.pruning_cost),
     )

@@ -52,6 +52,8 @@ def is_edgec_op(node: ir.Node, op_type: str | None = None) -> bool:
 
 
 SPLIT = "edgec.split"
+PRUNE = "edgec.prune"
+"""A `PruneRequest` (passes/prune/request.py) from the `prune` statement that selects the node; carried to split parts."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,3 +78,41 @@ class SplitSpec:
 
 def split_of(node: ir.Node) -> SplitSpec | None:
     return node.meta.get(SPLIT)
+
+
+TARGET_BACKENDS = "edgec.target-backends"
+"""On `model.meta`: the names of the backends the compile writes, for passes whose rewrite depends on
+the engine that runs it (the quantize pass's activation type)."""
+
+QUANTIZE = "edgec.quantize"
+QUANTIZE_REQUESTS = "edgec.quantize-requests"
+"""On `model.meta`: every `quantize` statement's `QuantizeRequest`, in plan order (devices and `wire`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizeRequest:
+    """One `quantize` statement, lowered: what to quantize (`device`, the nodes carrying it under
+    `QUANTIZE`, or the stage boundaries when `wire`), to what, and with which calibration.
+
+    `calibrate` is the calibration directory, resolved against the plan's folder and checked to
+    hold data for every model input; None only for `wire fp16`, which needs no ranges.
+    """
+
+    dtype: str
+    granularity: str = "per_channel"
+    calibrate: str | None = None
+    method: str = "minmax"
+    correct_bias: bool = False
+    equalize: bool = False
+    device: str | None = None
+    wire: bool = False
+    span: SourceSpan | None = None
+
+
+def quantize_request_of(node: ir.Node) -> QuantizeRequest | None:
+    return node.meta.get(QUANTIZE)
+
+
+def calibration_stem(input_name: str) -> str:
+    """The file name (no suffix) of an input's calibration samples: `/` and `:` become `_`."""
+    return input_name.replace("/", "_").replace(":", "_")

@@ -1,7 +1,8 @@
 """The target platform: devices, their compute resources, and the links between them.
 
 Lowered from the plan's `device` and `link` statements. Backends read the device's `arch`,
-`gpu`/`accel` and optional explicit `target`; the runtime reads `host` and `slots`.
+`gpu`/`accel` and optional explicit `target`; the runtime reads `host` and `slots`; the
+explorer reads `power_active`/`power_idle`, `speed` and `profile`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ class Device:
     target: str | None = None
     host: str | None = None
     slots: int | None = None
+    power_active_w: float | None = None
+    """Watts drawn while computing or communicating (the explorer's energy model)."""
+    power_idle_w: float | None = None
+    """Watts drawn while waiting for the next frame."""
+    speed: float | None = None
+    """Compute speed relative to the profiled machine (0.5: twice as slow), for boards that are not here."""
+    profile: str | None = None
+    """A profile file measured on this device itself (`edgec profile` run on the board)."""
 
     @property
     def resources(self) -> tuple[str, ...]:

@@ -96,6 +96,18 @@ class LayerPruning:
     statement: str
 
 
+@dataclass(frozen=True)
+class PruningCost:
+    """Parameters and MACs before and after one prune statement: of one stage, or of the whole model (`stage` None)."""
+
+    statement: str
+    stage: int | None
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+
 @dataclass
 class Program:
     """The model being compiled, the platform it is compiled for, and what passes established.
@@ -123,6 +135,8 @@ class Program:
     """Set by the quantize pass for `quantize wire`: the boundary tensors that travel quantized."""
     pruning: list[LayerPruning] = field(default_factory=list)
     """Set by the prune pass: one record per layer that lost channels."""
+    pruning_cost: list[PruningCost] = field(default_factory=list)
+    """Set by the prune pass: parameters and MACs before/after each statement, per stage and in total."""
 
     @property
     def graph(self) -> ir.Graph:

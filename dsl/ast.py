@@ -16,7 +16,7 @@ from edgec.compiler.diagnostics import SourceSpan
 
 KEYWORDS = frozenset(
     "model input device link place split quantize prune cdc on threads by into ratio merge "
-    "per_channel per_tensor calibrate parity wire".split()
+    "per_channel per_tensor calibrate method correct_bias equalize parity wire per_layer reconstruct".split()
 )
 GLOB_CHARS = frozenset("*?[")
 _BARE_NAME = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
@@ -181,6 +181,9 @@ class QuantizeStmt:
     dtype: str
     granularity: str | None = None
     calibrate: str | None = None
+    method: str | None = None
+    correct_bias: bool = False
+    equalize: bool = False
     span: SourceSpan | None = _span()
 
 
@@ -190,6 +193,9 @@ class PruneStmt:
     what: str
     amount: float
     metric: str | None = None
+    per_layer: bool = False
+    calibrate: str | None = None
+    reconstruct: bool = False
     span: SourceSpan | None = _span()
 
 

@@ -21,11 +21,10 @@ from . import ast
 from .selectors import Names, resolve
 
 UNSUPPORTED = {
-    ast.QuantizeStmt: "`quantize`",
-    ast.PruneStmt: "`prune`",
     ast.CdcStmt: "`cdc`",
 }
-_DEVICE_KEYS = {"arch", "cores", "mem", "gpu", "accel", "target", "host", "slots"}
+_DEVICE_KEYS = {"arch", "cores", "mem", "gpu", "accel", "target", "host", "slots",
+                "power_active", "power_idle", "speed", "profile"}
 
 
 def lower_platform(plan: ast.Plan) -> Platform:
@@ -45,6 +44,8 @@ def lower_platform(plan: ast.Plan) -> Platform:
             mem_bytes=_opt_int(props.get("mem")), gpu=_opt_str(props.get("gpu")),
             accel=_opt_str(props.get("accel")), target=_opt_str(props.get("target")),
             host=_opt_str(props.get("host")), slots=_opt_int(props.get("slots")),
+            power_active_w=_opt_float(props.get("power_active")), power_idle_w=_opt_float(props.get("power_idle")),
+            speed=_opt_float(props.get("speed")), profile=_opt_str(props.get("profile")),
         ))
     for stmt in plan.links:
         for end in (stmt.a, stmt.b):
@@ -58,6 +59,10 @@ def lower_platform(plan: ast.Plan) -> Platform:
 
 def _opt_int(value) -> int | None:
     return None if value is None else int(value)
+
+
+def _opt_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _opt_str(value) -> str | None:

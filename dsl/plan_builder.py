@@ -23,12 +23,14 @@ from ..compiler.split_rules import SPLIT_WORDS
 
 SPLIT_KINDS = SPLIT_WORDS
 DTYPES = ("int8", "uint8", "fp16", "bf16")
+QUANT_METHODS = ("minmax", "percentile", "entropy", "mse")
 PRUNE_WHAT = ("channels", "filters")
-PRUNE_METRICS = ("l1", "l2")
+PRUNE_METRICS = ("l1", "l2", "bn_gamma", "activation", "contribution")
 # Property name -> value kind: "word" (name or string), "count" (integer >= 1) or a unit kind.
 DEVICE_PROPS = {
     "arch": "word", "cores": "count", "mem": "bytes", "gpu": "word", "accel": "word",
     "target": "word", "host": "word", "slots": "count",
+    "power_active": "power", "power_idle": "power", "speed": "fraction", "profile": "word",
 }
 LINK_PROPS = {"bandwidth": "rate", "latency": "time"}
 # Sane ranges for every number a plan gives: far beyond any real platform or split, and small
@@ -173,6 +175,8 @@ class PlanBuilder(Transformer):
         normalized = expect_quantity(value, kind, f"'{key}'", span)  # type: ignore[arg-type]
         if kind == "bytes" and normalized > MAX_MEM_BYTES:
             raise PlanError(f"'{key}' must be at most 1PiB, got '{value}'", span)
+        if key == "speed" and not 0 < normalized <= 1000:
+            raise PlanError(f"'speed' must be more than 0% and at most 100000%, got '{value}'", span)
         if kind == "rate" and not 0 < normalized <= MAX_RATE_BPS:
             raise PlanError(f"'{key}' must be more than 0 and at most 1000Tbit, got '{value}'", span)
         return Property(str(key), normalized, kind, span=span)  # type: ignore[arg-type]
@@ -238,6 +242,9 @@ class PlanBuilder(Transformer):
         dtype_name = _check_choice(dtype, DTYPES, "quantization type", self.src.token(dtype))
         granularity = next((str(c) for c in children if isinstance(c, Token) and c.type.startswith("PER_")), None)
         calibrate = _after(children, "CALIBRATE")
+        method = _after(children, "METHOD")
+        method_name = _check_choice(method, QUANT_METHODS, "calibration method", self.src.token(method)) if method else None
+        flags = {str(c.type) for c in children if isinstance(c, Token)}
         kind: str
         if isinstance(subject, Token) and subject.type == "NAME":
             kind, value = ("wire", "wire") if subject == "wire" else ("device_or_node", str(subject))
@@ -245,7 +252,8 @@ class PlanBuilder(Transformer):
             kind, value = "selector", self._sel(subject)
         return QuantizeStmt(
             value, kind, dtype_name, granularity,  # type: ignore[arg-type]
-            _unquote(calibrate) if calibrate is not None else None, span=self.src.meta(meta),
+            _unquote(calibrate) if calibrate is not None else None, method_name, "CORRECT_BIAS" in flags,
+            "EQUALIZE" in flags, span=self.src.meta(meta),
         )
 
     def prune_stmt(self, meta: Any, children: list) -> PruneStmt:
@@ -253,11 +261,15 @@ class PlanBuilder(Transformer):
         what_name = _check_choice(what, PRUNE_WHAT, "prune target", self.src.token(what))
         span = self.src.token(amount)
         fraction = float(expect_quantity(amount, "fraction", "a prune amount", span))
-        if not 0.0 < fraction < 1.0:
-            raise PlanError(f"a prune amount must be between 0% and 100% (exclusive), got {amount}", span)
+        if not 0.0 <= fraction < 1.0:
+            raise PlanError(f"a prune amount must be between 0% and 100% (100% excluded), got {amount}", span)
         metric = _after(children, "BY")
         metric_name = _check_choice(metric, PRUNE_METRICS, "prune metric", self.src.token(metric)) if metric else None
-        return PruneStmt(self._sel(children[1]), what_name, fraction, metric_name, span=self.src.meta(meta))
+        per_layer = any(isinstance(c, Token) and c.type == "PER_LAYER" for c in children)
+        calibrate = _after(children, "CALIBRATE")
+        reconstruct = any(isinstance(c, Token) and c.type == "RECONSTRUCT" for c in children)
+        return PruneStmt(self._sel(children[1]), what_name, fraction, metric_name, per_layer,
+                         _unquote(calibrate) if calibrate is not None else None, reconstruct, span=self.src.meta(meta))
 
     def cdc_stmt(self, meta: Any, children: list) -> CdcStmt:
         parity = self._int(children[3], "parity", MAX_PARTS)

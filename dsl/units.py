@@ -1,7 +1,7 @@
 """Units on plan numbers, normalized once so nothing downstream ever sees a unit string.
 
-Sizes become int bytes, rates float bits per second, times float seconds and percentages a
-float fraction (30% -> 0.3). Decimal (KB, MB, Mbit) and binary (KiB, MiB) prefixes are both
+Sizes become int bytes, rates float bits per second, times float seconds, powers float watts
+and percentages a float fraction (30% -> 0.3). Decimal (KB, MB, Mbit) and binary (KiB, MiB) prefixes are both
 accepted; arithmetic is exact until the final conversion.
 """
 
@@ -14,13 +14,14 @@ from typing import Literal
 
 from edgec.compiler.diagnostics import PlanError, SourceSpan, closest
 
-UnitKind = Literal["bytes", "rate", "time", "fraction"]
+UnitKind = Literal["bytes", "rate", "time", "fraction", "power"]
 
 KIND_WORDS: dict[str, str] = {
     "bytes": "a size (e.g. 512MiB)",
     "rate": "a rate (e.g. 100Mbit)",
     "time": "a time (e.g. 2ms)",
     "fraction": "a percentage (e.g. 30%)",
+    "power": "a power (e.g. 5W)",
 }
 
 _K, _M, _G, _T = 10**3, 10**6, 10**9, 10**12
@@ -42,6 +43,9 @@ UNITS: dict[str, tuple[UnitKind, Fraction]] = {
     "ms": ("time", Fraction(1, 10**3)),
     "s": ("time", Fraction(1)),
     "%": ("fraction", Fraction(1, 100)),
+    "mW": ("power", Fraction(1, 1000)),
+    "W": ("power", Fraction(1)),
+    "kW": ("power", Fraction(1000)),
 }
 
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(.*)", re.DOTALL)

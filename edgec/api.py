@@ -25,6 +25,7 @@ from .backends.manifest import Manifest
 from .backends.onnx.source_hash import source_sha256
 from .backends.output_dir import Contents, check_output_path
 from .backends.registry import resolve_backends
+from .compiler.annotations import QUANTIZE_REQUESTS, TARGET_BACKENDS
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
 from .compiler.facts import Fact
 from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
@@ -32,6 +33,8 @@ from .compiler.pass_manager import Hook, Pass, PassManager
 from .compiler.program import Program
 from .dsl import ast
 from .dsl.lower import check_supported, lower_placements, lower_platform, lower_splits
+from .dsl.lower_prune import lower_prunes
+from .dsl.lower_quantize import lower_quantizes
 from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
 
@@ -107,6 +110,8 @@ def load_program(
     program.source_path = str(Path(source).resolve()) if isinstance(source, (str, os.PathLike)) else None
     lower_splits(plan, program)
     lower_placements(plan, program)
+    lower_quantizes(plan, program)
+    lower_prunes(plan, program)
     return program
 
 
@@ -178,7 +183,10 @@ def compile(
         passes = parse_pipeline(passes, "passes")
     needs = {"writing the output": {Fact.COMM}, **{f"backend '{b.name}'": b.requires for b in chosen}}
     pipeline = passes if passes is not None else default_pipeline(set().union(*needs.values()))
-    PassManager(pipeline, hooks=hooks, target=needs if out is not None else None).run(program)
+    program.model.meta[TARGET_BACKENDS] = tuple(b.name for b in chosen)
+    manager = PassManager(pipeline, hooks=hooks, target=needs if out is not None else None)
+    _refuse_ignored_quantize(program, manager.passes)
+    manager.run(program)
     manifest = None
     if out is not None:
         manifest = write_artifacts(
@@ -187,6 +195,14 @@ def compile(
             extra_files={REFERENCE_FILE: reference} if reference is not None else None,
         )
     return CompileResult(program, Path(out) if out is not None else None, manifest)
+
+
+def _refuse_ignored_quantize(program: Program, pipeline: Sequence[Pass]) -> None:
+    """A plan's `quantize` statements with a pipeline that has no pass to apply them is a located error."""
+    requests = program.model.meta.get(QUANTIZE_REQUESTS)
+    if requests and not any(Fact.QUANTIZED in p.provides for p in pipeline):
+        raise PlanError("the pipeline has no 'quantize' pass, so this statement would be ignored", requests[0].span,
+                        hint="add 'quantize' to --passes (or leave --passes out)")
 
 
 def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:

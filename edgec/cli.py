@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Convert other tools' partitioning specifications into plan files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+cluster_app = typer.Typer(help="An emulated edge cluster on this machine (root, Linux): each device of a plan in its "
+                          "own network namespace, links shaped to the plan's bandwidths.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+STATE_DIR_HELP = "Where clusters keep their state (default: $EDGEC_CLUSTER_DIR or /run/edgec/clusters)."
 
 class _PipeSafeConsole(Console):
     """A closed stdout (`edgec compile --print-after all | head`) stops the printing, not the command."""
@@ -226,28 +230,28 @@ def verify(
     out: Path = typer.Argument(..., help="An output directory of `edgec compile`."),
     input: Optional[List[Path]] = typer.Option(None, "--input", "-i", help="Input .npy (one per model input) or one .npz; default: random."),
     seed: int = typer.Option(0, help="Seed for random inputs."),
-    tolerance: float = typer.Option(1e-4, help="Maximum relative error max|a-b|/max|ref| per output."),
+    tolerance: float = typer.Option(1e-4, help="Maximum relative error max|a-b|/max|ref| per output (float plans)."),
     model: Optional[Path] = typer.Option(None, "--model", help="The unsplit model (default: the path in the manifest)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     mpi: bool = typer.Option(False, "--mpi", help="Run the real distributed program (mpirun, one rank per stage, 1 frame)."),
     engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="A labelled .npz (one array per model input, first axis = samples, plus `labels`): top-1 accuracy of the float model and the program, changed predictions."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="With --dataset: exit 1 when top-1 accuracy drops by more than this many percentage points (default 1.0)."),
 ) -> None:
-    """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch)."""
+    """Run the stages in one process and compare with the unsplit model in onnxruntime (exit 1 on mismatch).
+
+    A quantized output reports its agreement with the float model (top-1 agreement, max/mean abs error)
+    instead, and fails only on --dataset past --max-drop (or when it is broken)."""
     from .runtime.verify import verify as run_verify
 
     report = run_verify(out, list(input) if input else None, seed=seed, tolerance=tolerance, model=model,
-                        engine=engine, mpi=mpi)
+                        engine=engine, mpi=mpi, dataset=dataset, max_drop=max_drop)
     if json_out:
         emit("verify", report.to_json())
     else:
-        from rich.table import Table
+        from .verify_output import print_verify
 
-        table = Table(title=f"edgec verify {out} ({report.stages} stages{', mpirun' if report.mpi else ''})")
-        for col in ("output", "max abs err", "max rel err", "result"):
-            table.add_column(col)
-        for o in report.outputs:
-            table.add_row(o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", "[green]ok[/]" if o.ok else "[red]MISMATCH[/]")
-        out_console.print(table)
+        print_verify(report, out, out_console)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -355,6 +359,11 @@ def run(
                                             "progress, so it is their only limit)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     engine: str = typer.Option("onnxruntime", "--engine", help=ENGINE_HELP),
+    emulate: bool = typer.Option(False, "--emulate", help="Run in an emulated cluster (root): one network namespace "
+                                 "per device, links shaped to the plan; reports the bytes each link carried."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="With --emulate: a plan file whose devices and links "
+                                          "to emulate, or a running cluster's name (default: OUT's own platform)."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=STATE_DIR_HELP),
 ) -> None:
     """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link.
 
@@ -393,8 +402,18 @@ def run(
         raise UsageError(f"--engine {engine}: its ranks report no progress, so only --timeout applies")
     else:
         limits = {"timeout": timeout if timeout is not None else DEFAULT_TIMEOUT}
-    result = chosen.run(out, feeds, frames=frames, warmup=warmup, hosts=hosts, keep_outputs=save_outputs is not None,
-                        workdir=workdir, **limits)
+    if cluster is not None and not emulate:
+        raise UsageError("--cluster needs --emulate")
+    if emulate:
+        from .cluster.emulated_run import run_emulated
+
+        say = (lambda _m: None) if json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+        result = run_emulated(out, feeds, emulate=cluster, state_dir=state_dir, progress=say, engine=engine,
+                              frames=frames, warmup=warmup, hosts=hosts, keep_outputs=save_outputs is not None,
+                              workdir=workdir, **limits)
+    else:
+        result = chosen.run(out, feeds, frames=frames, warmup=warmup, hosts=hosts,
+                            keep_outputs=save_outputs is not None, workdir=workdir, **limits)
     if save_outputs is not None:
         if save_outputs.suffix == ".npy":
             np.save(save_outputs, result.outputs[names[0]])
@@ -406,8 +425,185 @@ def run(
         emit("run", {"ok": True, **report})
     else:
         render(result.report, out_console, f"edgec run {out}")
+        if "emulation" in result.report:
+            from .cluster.commands import render_emulation
+
+            render_emulation(result.report["emulation"], out_console)
         if save_outputs is not None:
             out_console.print(f"wrote {save_outputs} ({frames} frames)")
+
+
+@cluster_app.command("up")
+@user_errors
+def cluster_up_cmd(
+    plan: Path = typer.Argument(..., help="The plan whose `device` and `link` statements to emulate."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=STATE_DIR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+    json_out: bool = typer.Option(False, "--json", help="Print the cluster as JSON."),
+) -> None:
+    """Create the cluster of PLAN: namespaces, veth links shaped with tbf, routes; it stays until `cluster down`."""
+    from .cluster.commands import cluster_json, cluster_up
+    from .cluster.netcmd import namespaces
+
+    say = (lambda _m: None) if quiet or json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    made = cluster_up(plan, state_dir, say)
+    if json_out:
+        emit("cluster up", {"ok": True, **cluster_json(made, set(namespaces()))})
+    elif not quiet:
+        out_console.print(f"cluster {made.name} up ({len(made.layout.devices)} devices, "
+                          f"{len(made.layout.links)} links); `edgec run OUT --emulate --cluster {made.name}`")
+
+
+@cluster_app.command("down")
+@user_errors
+def cluster_down_cmd(
+    name: Optional[str] = typer.Argument(None, help="The cluster (name or id); default: every cluster in the state dir."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=STATE_DIR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove clusters (also stale ones left by a crash): their processes, namespaces, veths, qdiscs and state."""
+    from .cluster.commands import cluster_down
+
+    removed = cluster_down(name, state_dir)
+    if json_out:
+        emit("cluster down", {"ok": True, "removed": removed})
+        return
+    if not removed:
+        out_console.print("no emulated clusters to remove")
+    for entry in removed:
+        out_console.print(f"removed cluster {entry['name']} ({entry['was']}; "
+                          f"{len(entry['namespaces_removed'])} namespaces)")
+
+
+@cluster_app.command("status")
+@user_errors
+def cluster_status_cmd(
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=STATE_DIR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the clusters as JSON."),
+) -> None:
+    """List the emulated clusters: up, building, or stale (left by a crash: `edgec cluster down` removes it)."""
+    from .cluster.commands import cluster_status, render_status
+
+    status = cluster_status(state_dir)
+    if json_out:
+        emit("cluster status", {"ok": True, **status})
+    else:
+        render_status(status, out_console)
+
+
+@app.command("profile")
+@user_errors
+def profile_cmd(
+    model: Optional[Path] = typer.Argument(None, help="The ONNX model (default: the plan's `model`)."),
+    plan: Path = typer.Option(..., "--plan", "-p", help="The platform (a plan file; `place` statements are not needed)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the profile as JSON to FILE."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed runs per thread count (the median is kept)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+    json_out: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+) -> None:
+    """Time every node with onnxruntime at the thread counts of the plan's devices, and MPI messages here."""
+    import json
+
+    from .explorer.session import load, run_profile
+
+    if repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    if out is not None and not out.resolve().parent.is_dir():
+        raise UsageError(f"cannot write '{out}': the parent directory does not exist")
+    say = (lambda _m: None) if quiet or json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    loaded = load(model, plan, parse_input_shapes(input_shape), progress=say)
+    data = run_profile(loaded, None, repeats=repeats, progress=say)
+    if out is not None:
+        out.write_text(json.dumps(data, indent=1) + "\n")
+    if json_out:
+        emit("profile", {"ok": True, **data})
+        return
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"edgec profile: {len(data['nodes'])} nodes, onnxruntime on {data['host']} "
+                            f"(load {data['load_average'][0]:.2f})")
+        for col in ("threads", "run median ms", "run min ms", "kernels ms", "slowest node"):
+            table.add_column(col)
+        for threads, entry in data["threads"].items():
+            slowest = max(range(len(data["nodes"])), key=lambda i: entry["node_seconds"][i])
+            table.add_row(threads, f"{1e3 * entry['run_seconds_median']:.3f}", f"{1e3 * entry['run_seconds_min']:.3f}",
+                          f"{1e3 * entry['kernel_seconds']:.3f}",
+                          f"{data['nodes'][slowest]} ({1e3 * entry['node_seconds'][slowest]:.3f} ms)")
+        out_console.print(table)
+        mpi = data.get("mpi") or {}
+        out_console.print(f"MPI here: {1e6 * mpi.get('message_overhead_s', 0):.1f} µs per message (median), "
+                          f"{mpi.get('bandwidth_Bps', 0) / 1e9:.2f} GB/s; a rank's runtime overhead "
+                          f"{data['runtime_overhead_bytes'] / 2**20:.0f} MiB" + (f" → {out}" if out else ""),
+                          highlight=False)
+
+
+@app.command("explore")
+@user_errors
+def explore_cmd(
+    model: Optional[Path] = typer.Argument(None, help="The ONNX model (default: the plan's `model`)."),
+    plan: Path = typer.Option(..., "--plan", "-p", help="The platform (a plan file; `place` statements are not needed)."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A profile from `edgec profile -o` (default: profile now)."),
+    objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated, from throughput, latency, "
+                                             "memory, energy (default: all; energy when every device has power figures)."),
+    budget: float = typer.Option(20.0, "--budget", help="Seconds for the NSGA-II search."),
+    points: int = typer.Option(48, "--split-points", help="Candidate split points (the cheapest cuts, spread over the compute)."),
+    max_plans: int = typer.Option(12, "--max-plans", help="Plan files to write from the front."),
+    measure: int = typer.Option(0, "--measure", help="Compile and run this many of the fastest plans (edgec run) and report the analytic error."),
+    frames: int = typer.Option(20, "--frames", help="Frames per measured run."),
+    seed: int = typer.Option(0, help="Seed of the search."),
+    wire: Optional[str] = typer.Option(None, "--wire", help="Wire formats the search may choose per plan "
+                                       "(`quantize wire`), from float32, fp16, int8 (default: float32)."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Calibration inputs for int8 wire plans."),
+    out: Path = typer.Option(Path("explore"), "--out", "-o", help="Output directory (same rule as compile -o)."),
+    force: bool = typer.Option(False, "--force", help="Write beside files edgec did not write (never deleting them)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
+    json_out: bool = typer.Option(False, "--json", help="Print the front as JSON."),
+) -> None:
+    """Search plans for MODEL on the plan's platform: a Pareto set of plan files, the chain DP optimum and the gap."""
+    from .explorer.session import load, run_explore, run_profile
+
+    for name, value, low in (("--budget", budget, 0.1), ("--split-points", points, 1), ("--max-plans", max_plans, 1),
+                             ("--measure", measure, 0), ("--frames", frames, 1)):
+        if value < low:
+            raise UsageError(f"{name} must be at least {low}")
+    say = (lambda _m: None) if quiet or json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    loaded = load(model, plan, parse_input_shapes(input_shape), progress=say)
+    data = run_profile(loaded, profile, progress=say)
+    doc = run_explore(loaded, data, out, objectives=objectives, budget_s=budget, points=points, max_plans=max_plans,
+                      measure=measure, frames=frames, force=force, seed=seed, wires=wire, calibrate=calibrate,
+                      progress=say)
+    if json_out:
+        emit("explore", {"ok": True, "out": str(out), **doc})
+        return
+    if quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title=f"edgec explore: {doc['front_size']} plans on the front, {len(doc['plans'])} written to {out}")
+    measured = doc["measured"]
+    cols = ["plan", "stages", "devices", "wire", "frames/s", "latency ms", "peak MiB", "J/frame"]
+    cols += ["measured f/s", "error"] if measured else []
+    for col in cols:
+        table.add_column(col)
+    for r in doc["plans"]:
+        cells = [r["plan"], str(r["stages"]), ",".join(r["devices"]), r["wire"], f"{r['throughput_fps']:.4g}",
+                 f"{r['latency_ms']:.4g}", f"{r['peak_memory_bytes'] / 2**20:.1f}",
+                 f"{r['energy_j']:.4g}" if r["energy_j"] is not None else ""]
+        if measured:
+            cells += [f"{r['measured_fps']:.4g}" if "measured_fps" in r else "",
+                      f"{100 * r['analytic_error']:+.1f}%" if "analytic_error" in r else ""]
+        table.add_row(*cells)
+    out_console.print(table)
+    gap = doc["gap_percent"]
+    out_console.print(f"chain DP optimum: {doc['dp_optimum_fps']:.4g} frames/s; best found {doc['best_fps']:.4g} "
+                      f"frames/s (gap {gap:+.2f}%, negative: better than the DP's device order); "
+                      f"{doc['evaluations']} evaluations in {doc['seconds']:.1f} s, best after {doc['best_found_s']:.2f} s",
+                      highlight=False)
+    if measured:
+        out_console.print(f"measured front: {', '.join(doc['measured_front']) or 'none'}", highlight=False)
 
 
 @app.command("passes")

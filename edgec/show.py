@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .compiler.cost import macs, params
 from .compiler.diagnostics import UsageError
+from .compiler.tensor_types import nbytes
 from .compiler.model_loader import load_model
 from .runtime.outputs import CompiledOutput
 
@@ -44,8 +45,18 @@ def output_json(root: Path) -> dict:
                         "nodes": s.nodes, "first_node": s.first_node, "last_node": s.last_node, "model": s.model}
                        for s in m.stages],
             "transfers": [{"tag": t.tag, "tensor": t.tensor, "src": t.src, "dst": t.dst, "shape": list(t.shape),
-                           "wire": t.wire, "bytes": t.nbytes} for t in m.transfers],
-            "splits": [split.to_json() for split in m.splits]}
+                           "wire": t.wire, "bytes": t.nbytes, **_wire_json(m, t.tensor)} for t in m.transfers],
+            "splits": [split.to_json() for split in m.splits],
+            "quantization": m.quantization.to_json() if m.quantization is not None else None,
+            "pruning": m.pruning.to_json() if m.pruning is not None else None}
+
+
+def _wire_json(m, tensor: str) -> dict:
+    """A quantized wire's float tensor, scale and zero point (nothing for a transfer that is not one)."""
+    wire = m.quantization.wire_of(tensor) if m.quantization is not None else None
+    if wire is None:
+        return {}
+    return {"float_tensor": wire.tensor, "scale": wire.scale, "zero_point": wire.zero_point}
 
 
 def show_model(path: Path, input_shapes: dict, console: Console, progress=None) -> None:
@@ -77,12 +88,18 @@ def show_output(root: Path, console: Console) -> None:
     console.print(stages)
     if m.transfers:
         transfers = Table(title="boundary tensors")
-        for col in ("tag", "tensor", "from → to", "shape", "dtype", "bytes"):
+        for col in ("tag", "tensor", "from → to", "shape", "wire", "bytes"):
             transfers.add_column(col)
         for t in m.transfers:
-            transfers.add_row(str(t.tag), t.tensor, f"{t.src} → {t.dst}", "x".join(map(str, t.shape)), t.wire,
-                              f"{t.nbytes:,}")
+            transfers.add_row(str(t.tag), t.tensor, f"{t.src} → {t.dst}", "x".join(map(str, t.shape)),
+                              _wire_text(m, t), f"{t.nbytes:,}")
         console.print(transfers)
+    if m.quantization is not None:
+        show_quantization(m, console)
+    if m.pruning is not None:
+        from .show_pruning import show_pruning
+
+        show_pruning(m, console)
     if m.splits:
         splits = Table(title="intra-layer splits (bytes per frame)")
         for col in ("layer", "kind", "part", "device", "receives", "sends", "halo", "merge on"):
@@ -94,6 +111,47 @@ def show_output(root: Path, console: Console) -> None:
                                f"{part.device}.{part.resource}", f"{part.receives_bytes:,}", f"{part.sends_bytes:,}",
                                f"{part.halo_bytes:,}" if part.halo_bytes else "", split.merge if first else "")
         console.print(splits)
+
+
+def _wire_text(m, t) -> str:
+    """`int8 (of relu1, scale 0.0312, zp 0)` for a quantized wire, else the transfer's dtype."""
+    wire = m.quantization.wire_of(t.tensor) if m.quantization is not None else None
+    if wire is None:
+        return t.wire
+    params = "".join([f", scale {wire.scale:.3g}" if wire.scale is not None else "",
+                      f", zp {wire.zero_point}" if wire.zero_point is not None else ""])
+    return f"{t.wire} (of {wire.tensor}{params})"
+
+
+def show_quantization(m, console: Console) -> None:
+    """Per quantized stage: the activation and weight types, calibration, options, node count and why."""
+    quant = m.quantization
+    if quant.stages:
+        table = Table(title="quantized stages")
+        for col in ("rank", "device", "engine", "activations", "weights", "calibration", "options", "nodes", "why"):
+            table.add_column(col)
+        for q in quant.stages:
+            options = ", ".join(o for o, on in (("bias correction", q.bias_correction),
+                                                ("equalization", q.equalization)) if on) or "-"
+            table.add_row(str(q.stage), q.device, q.engine, q.activation_dtype, f"{q.weight_dtype} {q.granularity}",
+                          q.method, options, f"{len(q.nodes)}: {_names(q.nodes)}", q.reason)
+        console.print(table)
+    if quant.wires:
+        wired = {t.tensor: t for t in m.transfers}
+        table = Table(title="quantized wires")
+        for col in ("tensor", "travels as", "wire", "scale", "zero point", "bytes", "as float32"):
+            table.add_column(col)
+        for w in quant.wires:
+            t = wired.get(w.wire_tensor)
+            table.add_row(w.tensor, w.wire_tensor, w.wire, "" if w.scale is None else f"{w.scale:.4g}",
+                          "" if w.zero_point is None else str(w.zero_point), f"{t.nbytes:,}" if t else "",
+                          f"{nbytes(t.shape, 'float32'):,}" if t else "")
+        console.print(table)
+
+
+def _names(nodes, shown: int = 3) -> str:
+    more = f", … (+{len(nodes) - shown})" if len(nodes) > shown else ""
+    return ", ".join(nodes[:shown]) + more
 
 
 def _quote(text: str) -> str:

@@ -14,17 +14,19 @@ from ..compiler.pass_manager import Pass, canonical_order
 from .canonicalize import Canonicalize
 from .comm_insert import CommInsert
 from .fold_batchnorm import FoldBatchNorm
+from .quantize import Quantize
+from .prune import Prune
 from .registry import get_pass, pass_class, provider_for, register_pass, registered_passes
 from .split_layer import SplitLayer
 from .split_vertical import SplitVertical
 
-__all__ = ["Canonicalize", "CommInsert", "FoldBatchNorm", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass",
+__all__ = ["Canonicalize", "CommInsert", "FoldBatchNorm", "Prune", "Quantize", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass",
            "pass_class", "register_pass", "registered_passes", "DEFAULT_PASSES"]
 
-for _cls in (Canonicalize, SplitLayer, SplitVertical, FoldBatchNorm, CommInsert):
+for _cls in (Canonicalize, SplitLayer, SplitVertical, FoldBatchNorm, Quantize, Prune, CommInsert):
     register_pass(_cls)
 
-DEFAULT_PASSES: tuple[type[Pass], ...] = (Canonicalize, SplitLayer, SplitVertical, CommInsert)
+DEFAULT_PASSES: tuple[type[Pass], ...] = (Canonicalize, SplitLayer, SplitVertical, Quantize, Prune, CommInsert)
 
 
 def default_pipeline(needs: Iterable[Fact] = ()) -> list[Pass]:

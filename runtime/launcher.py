@@ -28,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,14 +91,18 @@ def mpi_env() -> dict[str, str]:
     return env
 
 
-def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[str, ...] = FORWARDED_ENV) -> list[str]:
-    """`mpirun` with one rank per stage: oversubscribed locally, or the hostfile + rankfile; shared
-    by every engine (the Python ranks here, the C++ program in `cpp_engine`)."""
+def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[str, ...] = FORWARDED_ENV,
+                  target: Any = None) -> list[str]:
+    """`mpirun` with one rank per stage: oversubscribed locally, or the hostfile + rankfile, or inside an
+    emulated cluster (`target`, a `cluster.mpi.ClusterTarget`: its namespaces, hostfile, rankfile and MCA
+    parameters); shared by every engine (the Python ranks here, the C++ program in `cpp_engine`)."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
     cmd = [mpirun, "-np", str(len(compiled.stages))]
-    if hosts is None:
+    if target is not None:
+        cmd = target.mpirun(mpirun, compiled)
+    elif hosts is None:
         cmd += ["--oversubscribe", "--bind-to", "none"]
     else:
         rankfile = compiled.root / "rankfile"
@@ -112,8 +117,8 @@ def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[s
 
 
 def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
-                hosts: Path | None, engine: str = "onnxruntime") -> list[str]:
-    cmd = mpirun_prefix(compiled, hosts)
+                hosts: Path | None, engine: str = "onnxruntime", target: Any = None) -> list[str]:
+    cmd = mpirun_prefix(compiled, hosts, target=target)
     if importlib.util.find_spec("mpi4py") is None:
         raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
     cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
@@ -137,6 +142,12 @@ def _session_pids(sid: int) -> list[int]:
 def kill_session(sid: int, grace: float = 2.0) -> int:
     """Terminate, then kill, every process of the session `mpirun` leads; returns how many there were."""
     pids = _session_pids(sid)
+    terminate(pids, grace)
+    return len(pids)
+
+
+def terminate(pids: list[int], grace: float = 2.0) -> None:
+    """SIGTERM every process, wait up to `grace` seconds for them to go (zombies count as gone), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -146,7 +157,6 @@ def kill_session(sid: int, grace: float = 2.0) -> int:
         deadline = time.monotonic() + grace
         while sig == signal.SIGTERM and time.monotonic() < deadline and _alive(pids):
             time.sleep(0.05)
-    return len(pids)
 
 
 def _alive(pids: list[int]) -> bool:
@@ -179,11 +189,12 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         hosts: str | Path | None = None, timeout: float | None = None, keep_outputs: bool = False,
         workdir: str | Path | None = None, engine: str = "onnxruntime",
         startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
-        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT) -> RunResult:
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT, target: Any = None) -> RunResult:
     """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
     stack of frames per input, cycled. Limits in seconds (None: off): `startup_timeout` until every
-    rank is ready, then `stall_timeout` between finished frames; `timeout` for the whole run."""
+    rank is ready, then `stall_timeout` between finished frames; `timeout` for the whole run. `target`:
+    an emulated cluster to run in (`cluster.mpi.ClusterTarget`), instead of this machine's own network."""
     compiled = CompiledOutput.open(out)
     check_run_options(frames, warmup, timeout, startup_timeout=startup_timeout, stall_timeout=stall_timeout)
     checked_engine(compiled, engine, per_stage=True)
@@ -193,9 +204,12 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     rundir = make_rundir(workdir, "edgec-run-")
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
-                          hosts=Path(hosts) if hosts else None, engine=engine)
+                          hosts=Path(hosts) if hosts else None, engine=engine, target=target)
         np.savez(rundir / RUN_INPUTS, **stacks)
-        report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout))
+        if target is not None:
+            target.prepare(compiled, rundir)
+        report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout),
+                                   env=target.env(mpi_env()) if target is not None else None)
         outputs: dict[str, np.ndarray] = {}
         if keep_outputs:
             with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
@@ -222,12 +236,13 @@ def make_rundir(workdir: str | Path | None, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=workdir)).resolve()
 
 
-def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, limits: Limits | float | None) -> dict:
+def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, limits: Limits | float | None,
+                      env: dict[str, str] | None = None) -> dict:
     """Run `cmd` under its limits; the report its rank 0 wrote, or the failure it caused. A plain
     number is an overall limit alone, for ranks that report no progress."""
     if not isinstance(limits, Limits):
         limits = Limits(overall=limits, startup=None, stall=None)
-    rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, len(compiled.stages))
+    rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, len(compiled.stages), env)
     log = (rundir / "mpirun.log").read_text(errors="replace")
     if rc != 0 or not (rundir / "report.json").is_file():
         raise _failure(compiled, rundir, log, rc)
@@ -236,11 +251,12 @@ def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, li
     return report
 
 
-def _launch(cmd: list[str], log_path: Path, limits: Limits, rundir: Path, ranks: int) -> int | Stop:
+def _launch(cmd: list[str], log_path: Path, limits: Limits, rundir: Path, ranks: int,
+            env: dict[str, str] | None = None) -> int | Stop:
     """Run mpirun in a new session; its exit code, or the `Stop` of the limit it was stopped at."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=mpi_env(), start_new_session=True)
+                                env=env if env is not None else mpi_env(), start_new_session=True)
         watch = RunWatch(limits, time.monotonic())
         try:
             while True:

@@ -66,6 +66,16 @@ def slow_start(rank: int) -> None:
         time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
 
 
+def emulated_latency(rundir: Path, rank: int, sends: list) -> list[float]:
+    """Per send, the latency an emulated cluster asks this rank to add (`cluster.mpi`'s emulation.json;
+    none outside a cluster)."""
+    path = rundir / "emulation.json"
+    if not path.is_file():
+        return []
+    table = json.loads(path.read_text()).get("send_latency_s", {})
+    return [float(table.get(f"{rank},{link.peer}", 0.0)) for link in sends]
+
+
 def gather_outputs(comm: MPI.Comm, manifest: Manifest, kept: dict[str, np.ndarray],
                    frames: int) -> dict[str, np.ndarray]:
     """Graph outputs of all measured frames, on rank 0 (raw bytes, tags after the frame tags)."""
@@ -113,7 +123,7 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     loop = FrameLoop(
         comm, recvs, sends, rank_inputs(manifest, rank, rundir), output_specs(session, known), kernel_for(session),
         tag_stride=len(manifest.transfers), keep=[spec.name for spec in mine] if keep_outputs else [],
-        before_frame=crash_hook(rank), progress=state,
+        before_frame=crash_hook(rank), progress=state, send_latency=emulated_latency(rundir, rank, sends),
     )
     slow_start(rank)
     state[1] = READY

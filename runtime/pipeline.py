@@ -111,6 +111,9 @@ class FrameLoop:
     before_frame: Callable[[int], None] | None = None
     progress: np.ndarray = field(default_factory=lambda: np.full(2, -1, np.int64))
     kept: dict[str, np.ndarray] = field(default_factory=dict)
+    send_latency: Sequence[float] = ()
+    """Seconds each send (by position in `sends`) starts after it is posted: an emulated link's latency
+    (`cluster.latency`); empty or all zero: sends start at once."""
 
     def __post_init__(self) -> None:
         self._recv_bufs = [{link.tensor: link.spec.empty() for link in self.recvs} for _ in range(2)]
@@ -124,6 +127,11 @@ class FrameLoop:
                                                 link.tag + p * self.tag_stride) for link in self.recvs] for p in range(2)]
         self._send_reqs = [[self.comm.Ssend_init([self.tensor(p, link.tensor), MPI.BYTE], link.peer,
                                                  link.tag + p * self.tag_stride) for link in self.sends] for p in range(2)]
+        self._delayed = None
+        if any(d > 0 for d in self.send_latency):
+            from ..cluster.latency import DelayedStarts
+
+            self._delayed = DelayedStarts(self._send_reqs, self.send_latency)
 
     def tensor(self, parity: int, name: str) -> np.ndarray:
         """A tensor of the frame in buffer set `parity`: a kernel output, a feed, or a received tensor."""
@@ -134,6 +142,8 @@ class FrameLoop:
 
     def close(self) -> None:
         """Free the persistent requests (the loop cannot run afterwards)."""
+        if self._delayed is not None:
+            self._delayed.close()
         for request in [r for reqs in self._recv_reqs + self._send_reqs for r in reqs]:
             request.Free()
         self._recv_reqs = self._send_reqs = [[], []]
@@ -150,6 +160,8 @@ class FrameLoop:
         wait_recvs = MPI.Request.Waitall if self.recvs else _nothing
         start_sends = MPI.Prequest.Startall if self.sends else _nothing
         wait_sends = MPI.Request.Waitall if self.sends else _nothing
+        if self._delayed is not None:
+            start_sends, wait_sends = self._delayed.start, self._delayed.wait
         for frame in range(min(2, frames)):
             start_all(recv_reqs[frame & 1])
         progress, kernel, hook, kept = memoryview(self.progress), self.kernel, self.before_frame, self.kept

@@ -10,13 +10,21 @@ unsplit source model runs in onnxruntime on the same inputs. The error of an out
 `max|split - reference| / max|reference|` (relative to the output's scale, so tiny
 reference values do not make it blow up); a split plan passes when every output is within
 `tolerance`.
+
+A quantized output (the manifest has a `quantization` section) cannot equal the float model:
+it is judged by its agreement instead (`agreement.py`: top-1 agreement, max/mean abs error),
+and fails only when it is broken (wrong shapes, NaN/inf the float model has not). With a
+labelled `dataset` (`dataset.py`) every sample runs through the program and the float model,
+and the output fails when its top-1 accuracy drops by more than `max_drop` points; a float
+plan must then also stay within `tolerance` on every sample, as strict as on one frame.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +32,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ..compiler.diagnostics import EdgecError, ModelError, UsageError, first_line
+from .agreement import (
+    DEFAULT_MAX_DROP, AccuracyMeter, AgreementMeter, DatasetAccuracy, FloatModel, OutputAgreement, in_chunks,
+)
+from .dataset import Dataset
 from .engines import checked_engine
 from .inputs import check_inputs, load_inputs, random_inputs
 from .outputs import CompiledOutput
@@ -47,29 +59,38 @@ class OutputError:
 @dataclass
 class VerifyReport:
     """The outcome of `verify`: every output's error against `tolerance`, and how the split program ran
-    (`stages`, `engine`, and `mpi`: whether the distributed run through mpirun was asked for)."""
+    (`stages`, `engine`, and `mpi`: whether the distributed run through mpirun was asked for). A quantized
+    output is judged by `agreement` instead of `outputs`; `dataset` is the accuracy on `--dataset`."""
 
     outputs: list[OutputError]
     tolerance: float
     stages: int = 0
     engine: str = "onnxruntime"
     mpi: bool = False
+    quantized: bool = False
+    agreement: list[OutputAgreement] = field(default_factory=list)
+    dataset: DatasetAccuracy | None = None
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outputs)
+        frames_ok = all(a.finite for a in self.agreement) if self.quantized else all(o.ok for o in self.outputs)
+        return frames_ok and (self.dataset is None or self.dataset.ok)
 
     def to_json(self) -> dict[str, Any]:
         """The report as `edgec verify --json` prints it."""
         return {"ok": self.ok, "tolerance": self.tolerance, "stages": self.stages, "mpi": self.mpi,
-                "engine": self.engine, "outputs": [dataclasses.asdict(o) for o in self.outputs]}
+                "engine": self.engine, "outputs": [dataclasses.asdict(o) for o in self.outputs],
+                "quantized": self.quantized, "agreement": [a.to_json() for a in self.agreement],
+                "dataset": self.dataset.to_json() if self.dataset is not None else None}
 
 
-def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime") -> dict[str, np.ndarray]:
-    """Run the split program in one process; returns the model outputs by name."""
+def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime",
+               sessions: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+    """Run the split program in one process; returns the model outputs by name. `sessions` (one per stage,
+    in rank order) are reused across calls; without them each stage's session is made now."""
     tensors: dict[str, np.ndarray] = dict(feeds)
     for stage in compiled.stages:
-        session = compiled.engine_session(stage.rank, engine)
+        session = sessions[stage.rank] if sessions is not None else compiled.engine_session(stage.rank, engine)
         names = [i.name for i in session.get_inputs()]
         try:
             results = session.run(None, {n: tensors[n] for n in names})
@@ -131,20 +152,73 @@ def verify(
     engine: str = "onnxruntime",
     mpi: bool = False,
     seed: int = 0,
+    dataset: str | Path | None = None,
+    max_drop: float | None = None,
 ) -> VerifyReport:
     """Compare `engine`'s outputs for `feeds` with the unsplit model's: in one process, or with `mpi` (and
     always for whole-program engines) through mpirun. `feeds`: one frame of every input by name, the input
-    files (one `.npy` per input, in order, or one `.npz`), or None for random inputs from `seed`."""
+    files (one `.npy` per input, in order, or one `.npz`), or None for random inputs from `seed`. A quantized
+    output reports its agreement with the float model instead (see the module's docstring). `dataset`: a
+    labelled `.npz` (`dataset.py`) run sample by sample instead of `feeds`; fails past `max_drop` points
+    (default `DEFAULT_MAX_DROP`) of top-1 accuracy lost."""
     if not tolerance >= 0:
         raise UsageError(f"--tolerance must be a relative error of 0 or more, not {tolerance}")
+    if max_drop is not None and dataset is None:
+        raise UsageError("--max-drop needs --dataset (the accuracy drop is measured on a labelled data set)")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise UsageError(f"--max-drop must be 0 or more percentage points of top-1 accuracy, not {max_drop}")
+    if dataset is not None and feeds is not None:
+        raise UsageError("--dataset and --input do not go together (the data set holds the inputs)")
     compiled = CompiledOutput.open(out)
     chosen = checked_engine(compiled, engine)
     reference = compiled.reference_model(model)
+    quantized = compiled.manifest.quantization is not None or compiled.manifest.pruning is not None
+    distributed = mpi or not chosen.per_stage
+    if dataset is not None:
+        report = _verify_dataset(compiled, Path(dataset), reference, engine, distributed, quantized, tolerance,
+                                 DEFAULT_MAX_DROP if max_drop is None else max_drop)
+        return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
     frames = _frames(compiled, feeds, seed)
-    if mpi or not chosen.per_stage:
+    if distributed:
         actual = run_distributed(compiled, frames, engine)
     else:
         actual = run_stages(compiled, frames, engine)
     expected = run_reference(reference, frames, list(actual))
-    report = compare(actual, expected, tolerance)
+    if quantized:
+        meter = AgreementMeter()
+        meter.add(actual, expected)
+        report = VerifyReport([], tolerance, quantized=True, agreement=meter.results())
+    else:
+        report = compare(actual, expected, tolerance)
     return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
+
+
+def _verify_dataset(compiled: CompiledOutput, path: Path, reference: Path, engine: str, distributed: bool,
+                    quantized: bool, tolerance: float, max_drop: float) -> VerifyReport:
+    """Every sample of the data set through the program and the float model, accumulated as it goes."""
+    manifest = compiled.manifest
+    scored = manifest.model.outputs[0]
+    with Dataset(path, manifest, scored) as data:
+        float_model = FloatModel(reference, [spec.name for spec in manifest.model.outputs])
+        if distributed:
+            runner = checked_engine(compiled, engine)
+            results = in_chunks(data.samples(), lambda stacked, n: runner.run(
+                compiled.root, stacked, frames=n, keep_outputs=True).outputs)
+        else:
+            sessions = [compiled.engine_session(stage.rank, engine) for stage in compiled.stages]
+            results = ((feeds, run_stages(compiled, feeds, engine, sessions), labels)
+                       for feeds, labels in data.samples())
+        agreement, accuracy = AgreementMeter(), AccuracyMeter(scored.name)
+        worst: dict[str, OutputError] = {}
+        for feeds, actual, labels in results:
+            expected = float_model(feeds)
+            agreement.add(actual, expected)
+            accuracy.add(actual, expected, labels)
+            if not quantized:
+                for error in compare(dict(actual), expected, tolerance).outputs:
+                    known = worst.get(error.name)
+                    worst[error.name] = error if known is None else OutputError(
+                        error.name, max(known.max_abs, error.max_abs), max(known.max_rel, error.max_rel),
+                        known.ok and error.ok)
+    return VerifyReport(list(worst.values()), tolerance, quantized=quantized, agreement=agreement.results(),
+                        dataset=accuracy.result(path, max_drop))

@@ -19,7 +19,8 @@ from ...compiler.diagnostics import UsageError
 from ..manifest import Manifest, StageEntry, TensorSpec, read_manifest
 from ..tvm.section import TvmSection
 
-DTYPES = {"float32": "edgec::f32", "int64": "edgec::i64"}
+DTYPES = {"float32": "edgec::f32", "float16": "edgec::f16", "int8": "edgec::i8", "uint8": "edgec::u8",
+          "int32": "edgec::i32", "int64": "edgec::i64", "bool": "edgec::b8"}
 """The element types `edgec_support.h` implements (numpy name → its C++ tag); a C++ concern, so its own table."""
 _KEYWORDS = {"auto", "int", "float", "double", "long", "char", "bool", "new", "delete", "class", "struct", "ctx",
              "stage", "return", "switch", "case", "default", "const", "void", "this", "template", "union", "edgec"}
@@ -79,7 +80,7 @@ def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
         for t in tensors:
             if t.dtype not in DTYPES:
                 raise UsageError(f"stage {rank}: tensor '{t.name}' is {t.dtype}; the C++ backend supports "
-                                 f"{' and '.join(DTYPES)} only")
+                                 f"{', '.join(DTYPES)} only")
             idents[t.name] = ident = _identifier(t.name, taken)
             dims = ", ".join(map(str, t.shape))
             lines.append(f"  auto& {ident} = stage.{kind}({_cpp_str(t.name)}, {DTYPES[t.dtype]}, {{{dims}}});")

@@ -31,7 +31,26 @@ namespace edgec {
 namespace ffi = tvm::ffi;
 
 inline const DLDataType f32{kDLFloat, 32, 1};
+inline const DLDataType f16{kDLFloat, 16, 1};
+inline const DLDataType i8{kDLInt, 8, 1};
+inline const DLDataType u8{kDLUInt, 8, 1};
+inline const DLDataType i32{kDLInt, 32, 1};
 inline const DLDataType i64{kDLInt, 64, 1};
+inline const DLDataType b8{kDLBool, 8, 1};
+
+// Every element type a boundary, input or output tensor may have: numpy's name and .npy descr.
+// float16 is plain 16-bit storage here (the program only moves it; the stage modules compute).
+struct DtypeName { DLDataType type; const char* name; const char* descr; };
+inline const DtypeName kDtypeNames[] = {
+    {f32, "float32", "<f4"}, {f16, "float16", "<f2"}, {i8, "int8", "|i1"}, {u8, "uint8", "|u1"},
+    {i32, "int32", "<i4"}, {i64, "int64", "<i8"}, {b8, "bool", "|b1"},
+};
+
+inline const DtypeName* dtype_name(DLDataType t) {
+  for (const DtypeName& d : kDtypeNames)
+    if (d.type.code == t.code && d.type.bits == t.bits && d.type.lanes == t.lanes) return &d;
+  return nullptr;
+}
 
 struct StageInfo { const char* device; const char* module; int threads; };
 struct TransferInfo { const char* tensor; int src; int dst; int tag; long bytes; };
@@ -58,9 +77,13 @@ inline std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 inline const char* dtype_str(DLDataType t) {
-  if (t.code == kDLFloat && t.bits == 32) return "float32";
-  if (t.code == kDLInt && t.bits == 64) return "int64";
-  return "unsupported";
+  const DtypeName* d = dtype_name(t);
+  return d ? d->name : "unsupported";
+}
+
+inline const char* npy_descr(DLDataType t) {
+  const DtypeName* d = dtype_name(t);
+  return d ? d->descr : "?";
 }
 
 inline size_t nbytes(DLDataType t, const std::vector<int64_t>& shape) {
@@ -112,7 +135,7 @@ struct Context {
   }
 };
 
-// .npy files: little-endian float32/int64, C order, version 1.0 (what numpy writes by default).
+// .npy files: little-endian, C order, version 1.0 (what numpy writes by default), of the types above.
 inline ffi::Tensor read_npy(const Context& ctx, const std::string& path, DLDataType dtype,
                             const std::vector<int64_t>& frame_shape) {
   std::ifstream in(path, std::ios::binary);
@@ -130,7 +153,7 @@ inline ffi::Tensor read_npy(const Context& ctx, const std::string& path, DLDataT
   }
   std::string header(header_len, ' ');
   in.read(header.data(), header_len);
-  std::string want = dtype.code == kDLFloat ? "'<f4'" : "'<i8'";
+  std::string want = std::string("'") + npy_descr(dtype) + "'";
   if (header.find("'descr': " + want) == std::string::npos)
     ctx.fail("'" + path + "' must hold " + dtype_str(dtype) + " little-endian data; header: " + header);
   if (header.find("'fortran_order': False") == std::string::npos) ctx.fail("'" + path + "' is not in C order");
@@ -154,7 +177,7 @@ inline void write_npy(const std::string& path, DLDataType dtype, const std::vect
   std::string dims;
   for (int64_t d : shape) dims += std::to_string(d) + ", ";
   if (shape.size() > 1) dims.resize(dims.size() - 1);
-  std::string header = std::string("{'descr': '") + (dtype.code == kDLFloat ? "<f4" : "<i8") +
+  std::string header = std::string("{'descr': '") + npy_descr(dtype) +
                        "', 'fortran_order': False, 'shape': (" + dims + "), }";
   header.append(63 - (10 + header.size()) % 64, ' ');
   header += '\n';

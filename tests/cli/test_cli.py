@@ -86,7 +86,8 @@ def test_print_after_and_dump_ir(model, tmp_path):
     assert result.exit_code == 0
     assert "// IR after comm-insert" in result.output and "edgec.Send" in result.output
     assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["01-canonicalize.txt", "02-split-layer.txt",
-                                                                "03-split.txt", "04-comm-insert.txt"]
+                                                                "03-split.txt", "04-quantize.txt", "05-prune.txt",
+                                                                "06-comm-insert.txt"]
 
 
 ERRORS = [
@@ -95,7 +96,7 @@ ERRORS = [
     ("overlap", PLAN.format(extra="place pool1 on hub\n"), "node 'pool1' is already placed at "),
     ("missing", "device cam { cores 1 }\nplace stem on cam\n", "are not placed"),
     ("syntax", "device cam { cores 1 }\nplace stem cam\n", "plan.edge:2:12: unexpected 'cam'"),
-    ("unsupported", PLAN.format(extra="prune stem channels 30%\n"), "not supported yet"),
+    ("unsupported", PLAN.format(extra="cdc stem parity 1 on hub\n"), "not supported yet"),
     ("input rank", "input image [1, 3, 32]\n" + PLAN.format(extra=""), "plan.edge:1:1: input 'image' has rank 4"),
     ("input name", "input images [1, 3, 32, 32]\n" + PLAN.format(extra=""), "no input 'images' (inputs: image); did you mean 'image'?"),
     ("split kind", PLAN.format(extra="split fc by spatial into 2 on cam, hub\n"),

@@ -55,7 +55,7 @@ def test_unsupported_statements_stop_with_a_located_error(resnet):
     text = DESIGN_PLAN.format(first=names[0], middle=names[60], rest=REST.format(fc=fc))
     with pytest.raises(PlanError, match="not supported yet") as info:
         edgec.compile(path, parse_plan(text, "plan.edge"))
-    assert info.value.span.line == 11 and info.value.span.source_line.startswith("quantize")
+    assert info.value.span.line == 14 and info.value.span.source_line.startswith("cdc")
 
 
 def test_device_link_place_compile_and_verify(resnet, tmp_path):
