@@ -1,0 +1,91 @@
+"""The exact optimum of the throughput objective for chains: minimum bottleneck stage time.
+
+Over an ordered device sequence (the plan's declaration order; a device may be left out, none
+used twice), contiguous stages of units, each within its device's memory:
+
+    f[b, d] = min( T(0..b on d),
+                   min over a ≤ b, d' < d of max(f[a-1, d'], T(a..b on d, received over d'→d)) )
+    optimum = min over d of f[U-1, d]
+
+with T = compute + received bytes ÷ bandwidth + messages × latency (the cost model's stage
+time). Time O(U²·D²) and memory O(U² + U·D) for U units and D devices; each (d', d) pair is one
+vectorized U×U step. It is exact for the cost model when every tensor a stage receives comes
+from the stage just before it — a chain, or any topological order where cuts are crossed only
+by the previous stage's outputs. On a DAG it assumes that (a skip tensor from two stages back
+is charged to the previous device's link), which is why the search re-costs its plans with the
+full model and the benchmark measures what a DAG-aware search gains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cost_model import CostModel, Plan
+
+
+@dataclass(frozen=True)
+class ChainOptimum:
+    period: float
+    """The minimum bottleneck stage time in seconds; inf when no plan fits in memory."""
+    plan: Plan | None
+
+    @property
+    def throughput(self) -> float:
+        return 1.0 / self.period if self.period > 0 else float("inf")
+
+
+def chain_optimum(model: CostModel, order: list[int] | None = None, wires: tuple[str, ...] = ("float32",)) -> ChainOptimum:
+    """The DP above over devices in `order` (default: declaration order), the best over the wire formats."""
+    results = [_chain_optimum(model, order, wire) for wire in wires]
+    return min(results, key=lambda r: r.period)
+
+
+def _chain_optimum(model: CostModel, order: list[int] | None, wire: str) -> ChainOptimum:
+    p = model.platform
+    order = list(range(p.count)) if order is None else list(order)
+    u, d_count = model.units.count, len(order)
+    a_idx, b_idx = np.meshgrid(np.arange(u), np.arange(u), indexing="ij")
+    valid = a_idx <= b_idx
+    memory = np.where(valid, model.memory_range(a_idx, b_idx), np.inf)
+    inf = np.inf
+    f = np.full((d_count, u), inf)  # f[j, b]: best bottleneck covering units 0..b, the last stage on order[j]
+    back = np.full((d_count, u, 2), -1, dtype=np.int64)  # (first unit of that stage, previous j); -1: first stage
+    cols = np.arange(u)
+    for j, d in enumerate(order):
+        c = model.time_prefix[d][None, 1:] - model.time_prefix[d][:-1, None]
+        c = np.where(valid & (memory <= p.mem_bytes[d]), c, inf)
+        best = c[0].copy()
+        arg = np.full((u, 2), -1, dtype=np.int64)
+        arg[:, 0] = 0
+        for i in range(j):
+            if not np.isfinite(f[i]).any():
+                continue
+            src = order[i]
+            t = c + model.in_bytes * (model.wire(src, d, wire) / p.bandwidth[src, d]) + model.in_msgs * p.latency[src, d]
+            before = np.concatenate([[inf], f[i, :-1]])  # f[i, a-1]; a later stage never starts at unit 0
+            cand = np.maximum(before[:, None], t)
+            a = np.argmin(cand, axis=0)
+            value = cand[a, cols]
+            better = value < best
+            best[better] = value[better]
+            arg[better, 0] = a[better]
+            arg[better, 1] = i
+        f[j] = best
+        back[j] = arg
+    last = f[:, u - 1]
+    if not np.isfinite(last).any():
+        return ChainOptimum(inf, None)
+    j = int(np.argmin(last))
+    period = float(last[j])
+    starts, devices = [], []
+    b = u - 1
+    while True:
+        a, i = (int(x) for x in back[j, b])
+        devices.append(order[j])
+        starts.append(a)
+        if i < 0:
+            break
+        b, j = a - 1, i
+    return ChainOptimum(period, Plan(tuple(reversed(starts)), tuple(reversed(devices)), wire))
