@@ -25,7 +25,7 @@ from .backends.manifest import Manifest
 from .backends.onnx.source_hash import source_sha256
 from .backends.output_dir import Contents, check_output_path
 from .backends.registry import resolve_backends
-from .compiler.annotations import QUANTIZE_REQUESTS, TARGET_BACKENDS
+from .compiler.annotations import PRUNE, QUANTIZE_REQUESTS, TARGET_BACKENDS
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
 from .compiler.facts import Fact
 from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
@@ -185,7 +185,7 @@ def compile(
     pipeline = passes if passes is not None else default_pipeline(set().union(*needs.values()))
     program.model.meta[TARGET_BACKENDS] = tuple(b.name for b in chosen)
     manager = PassManager(pipeline, hooks=hooks, target=needs if out is not None else None)
-    _refuse_ignored_quantize(program, manager.passes)
+    _refuse_ignored_statements(program, manager.passes)
     manager.run(program)
     manifest = None
     if out is not None:
@@ -197,12 +197,16 @@ def compile(
     return CompileResult(program, Path(out) if out is not None else None, manifest)
 
 
-def _refuse_ignored_quantize(program: Program, pipeline: Sequence[Pass]) -> None:
-    """A plan's `quantize` statements with a pipeline that has no pass to apply them is a located error."""
-    requests = program.model.meta.get(QUANTIZE_REQUESTS)
-    if requests and not any(Fact.QUANTIZED in p.provides for p in pipeline):
-        raise PlanError("the pipeline has no 'quantize' pass, so this statement would be ignored", requests[0].span,
-                        hint="add 'quantize' to --passes (or leave --passes out)")
+def _refuse_ignored_statements(program: Program, pipeline: Sequence[Pass]) -> None:
+    """A plan's `quantize` or `prune` statement with a pipeline that has no pass to apply it is a located
+    error: nothing in a plan is silently ignored."""
+    prunes = sorted({id(r): r for n in program.nodes() if (r := n.meta.get(PRUNE)) is not None}.values(),
+                    key=lambda r: r.index)
+    for statement, requests, fact in (("quantize", program.model.meta.get(QUANTIZE_REQUESTS), Fact.QUANTIZED),
+                                      ("prune", prunes, Fact.PRUNED)):
+        if requests and not any(fact in p.provides for p in pipeline):
+            raise PlanError(f"the pipeline has no '{statement}' pass, so this statement would be ignored",
+                            requests[0].span, hint=f"add '{statement}' to --passes (or leave --passes out)")
 
 
 def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:

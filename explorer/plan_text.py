@@ -1,7 +1,7 @@
 """Plan files for the plans the explorer found: the platform as given, one `place` per stage.
 
-The platform is written back from the lowered `Platform` (units normalized: bytes, bits per
-second, seconds, watts), so an emitted file stands on its own and `edgec compile` takes it as
+The platform is written back from the lowered `Platform`, each quantity in the largest unit that
+holds it whole (`2GiB`, `100Mbit`, `2ms`), so an emitted file stands on its own and `edgec compile` takes it as
 it is. Stages are `place FIRST .. LAST on DEVICE threads N` ranges in the model's topological
 order, the last one `place *`; a plan whose tensors cross as fp16 or int8 ends with
 `quantize wire fp16` (or `int8 calibrate "DIR"`: edgec never quantizes to int8 without data).
@@ -20,10 +20,26 @@ def _number(value: float) -> str:
     return text if text else "0"
 
 
+def _with_unit(value: float, units: tuple[tuple[str, float], ...]) -> str:
+    """`value` in the largest of `units` (name, size; largest first) that holds it as a whole
+    number, so a plan reads `2GiB`, `100Mbit`, `2ms`; the smallest unit otherwise."""
+    for name, size in units:
+        count = value / size
+        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
+            return f"{round(count)}{name}"
+    name, size = units[-1]
+    return f"{_number(value / size)}{name}"
+
+
+BYTE_UNITS = (("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0))
+RATE_UNITS = (("Gbit", 1e9), ("Mbit", 1e6), ("Kbit", 1e3), ("bit", 1.0))
+TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9))
+
+
 def _device_line(device: Device) -> str:
     props = [f"arch {device.arch}", f"cores {device.cores}"]
     if device.mem_bytes:
-        props.append(f"mem {device.mem_bytes}B")
+        props.append(f"mem {_with_unit(device.mem_bytes, BYTE_UNITS)}")
     for key in ("gpu", "accel", "target", "host"):
         value = getattr(device, key)
         if value:
@@ -46,9 +62,9 @@ def platform_text(platform: Platform) -> list[str]:
     for link in platform.links:
         props = []
         if link.bandwidth_bps:
-            props.append(f"bandwidth {_number(link.bandwidth_bps)}bit")
+            props.append(f"bandwidth {_with_unit(link.bandwidth_bps, RATE_UNITS)}")
         if link.latency_s is not None:
-            props.append(f"latency {_number(link.latency_s * 1e6)}us")
+            props.append(f"latency {_with_unit(link.latency_s, TIME_UNITS) if link.latency_s else '0ms'}")
         arrow = "<->" if link.bidirectional else "->"
         body = f" {{ {' '.join(props)} }}" if props else ""
         lines.append(f"link {format_name(link.a)} {arrow} {format_name(link.b)}{body}")

@@ -17,6 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from ...compiler.diagnostics import PlanError, SourceSpan
+from ...compiler.array_files import read_npy, read_npz
 from ...compiler.self_contained import self_contained_proto
 
 
@@ -27,12 +28,12 @@ def feeds(directory: str, graph: ir.Graph, limit: int, span: SourceSpan | None =
     arrays: dict[str, list[np.ndarray]] = {v.name: [] for v in inputs}
     for path in sorted(root.glob("*.npy")):
         if path.stem in arrays:
-            arrays[path.stem].append(np.load(path, mmap_mode="r"))
+            arrays[path.stem].append(read_npy(path))
     for path in sorted(root.glob("*.npz")):
-        with np.load(path) as data:
-            for name in arrays:
-                if name in data:
-                    arrays[name].append(data[name])
+        data = read_npz(path)
+        for name in arrays:
+            if name in data:
+                arrays[name].append(data[name])
     missing = [n for n, found in arrays.items() if not found]
     if missing:
         raise PlanError(f"calibration directory '{directory}' has no data for input(s) {', '.join(missing)}", span,

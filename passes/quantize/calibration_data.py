@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ...compiler.annotations import calibration_stem
+from ...compiler.array_files import read_npy, read_npz
 from ...compiler.diagnostics import UsageError
 
 
@@ -45,12 +46,12 @@ class CalibrationData:
         if not path.is_file():
             path = self.folder / f"{model_input.name}.npy"
         if path.is_file():
-            return _Samples([np.load(path, mmap_mode="r")], model_input, path)
+            return _Samples([read_npy(path)], model_input, path)
         parts = []
         for archive in sorted(self.folder.glob("*.npz")):
-            with np.load(archive) as data:
-                if model_input.name in data.files:
-                    parts.append(data[model_input.name])
+            data = read_npz(archive)
+            if model_input.name in data:
+                parts.append(data[model_input.name])
         if not parts:
             raise UsageError(f"calibration folder '{self.folder}' has no data for input '{model_input.name}'")
         return _Samples(parts, model_input, self.folder)

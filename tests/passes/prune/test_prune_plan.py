@@ -41,6 +41,14 @@ def test_an_empty_calibration_directory_is_refused(tmp_path):
         edgec.load_program(residual(), HEAD + f'prune c0 channels 30% calibrate "{tmp_path}"')
 
 
+def test_a_corrupt_calibration_file_is_a_usage_error(tmp_path):
+    from edgec.compiler.diagnostics import UsageError
+
+    (tmp_path / "x.npz").write_bytes(b"PK-not-a-zip")
+    with pytest.raises(UsageError, match="cannot read calibration data .*x.npz"):
+        edgec.compile(residual(), HEAD + f'prune c0 channels 30% calibrate "{tmp_path}"', tmp_path / "out")
+
+
 def test_a_layer_selected_twice_is_refused():
     with pytest.raises(PlanError, match="already pruned"):
         edgec.load_program(residual(), HEAD + "prune c0 channels 30%\nprune [c0, c1] channels 10%")
@@ -65,6 +73,14 @@ def test_compile_writes_the_pruning_section_and_verify_judges_agreement(tmp_path
 
     report = verify(tmp_path / "out")
     assert report.quantized and report.ok
+
+
+def test_a_pipeline_without_prune_refuses_the_statement(tmp_path):
+    with pytest.raises(PlanError, match="no 'prune' pass") as err:
+        edgec.compile(residual(), HEAD + "prune c0 channels 30%", tmp_path / "out",
+                      passes="canonicalize,split-layer,split,comm-insert")
+    assert err.value.span is not None and err.value.span.line == 6
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_plan_without_prune_leaves_the_pass_unmodified(tmp_path):

@@ -34,3 +34,12 @@ def test_quantized_compile_and_passes_listing(tmp_path):
     assert (tmp_path / "out" / "manifest.json").exists()
     listing = runner.invoke(app, ["passes"])
     assert "quantize" in listing.output
+
+
+def test_a_corrupt_calibration_file_exits_2_naming_it(tmp_path):
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "x.npy").write_text("not an array")
+    result = runner.invoke(app, ["compile", *_files(tmp_path, f'quantize a int8 calibrate "{tmp_path / "cal"}"')])
+    assert result.exit_code == 2, result.output
+    assert "cannot read calibration data" in result.output and "x.npy" in result.output
+    assert not (tmp_path / "out").exists()
