@@ -34,6 +34,7 @@ from .manifest_records import (
     StageSignature, TensorSpec, TransferEntry,
 )
 from .pruning_records import PruningInfo
+from .cdc_records import CdcInfo
 from .quantization_records import QuantizationInfo
 from .records import Fields, JsonSection, ManifestError, Record, Section
 
@@ -134,6 +135,8 @@ class Manifest(Record):
     """What the quantize pass did (`quantization_records.py`); None for a float plan and in older manifests."""
     pruning: PruningInfo | None = None
     """What the prune pass removed and saved (`pruning_records.py`); None when nothing was pruned."""
+    cdc: CdcInfo | None = None
+    """The coded layers and their parity parts (`cdc_records.py`); None when the plan codes nothing."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -146,6 +149,8 @@ class Manifest(Record):
             data["quantization"] = self.quantization.to_json()
         if self.pruning is not None:
             data["pruning"] = self.pruning.to_json()
+        if self.cdc is not None:
+            data["cdc"] = self.cdc.to_json()
         data.update({name: section.to_json() for name, section in self.sections.items()})
         data["files"] = dict(self.files)
         return data
@@ -167,7 +172,7 @@ class Manifest(Record):
                    _platform(f.child("platform")), f.records("stages", StageEntry),
                    f.records("transfers", TransferEntry, default=[]), f.records("splits", SplitEntry, default=[]),
                    f.records("passes", PassRecord, default=[]), f.str_map("tools", default={}), backends, sections,
-                   files, version, quantization=_quantization(f), pruning=_pruning(f))
+                   files, version, quantization=_quantization(f), pruning=_pruning(f), cdc=_cdc(f))
 
     def stage(self, rank: int) -> StageEntry:
         if not 0 <= rank < len(self.stages):
@@ -206,6 +211,12 @@ def _pruning(f: Fields) -> PruningInfo | None:
     """The `pruning` section, None where absent (nothing pruned, manifests from before pruning)."""
     section = f.child("pruning", null=True) if f.has("pruning") else None
     return PruningInfo.read(section) if section is not None else None
+
+
+def _cdc(f: Fields) -> CdcInfo | None:
+    """The `cdc` section, None where absent (nothing coded, manifests from before cdc)."""
+    section = f.child("cdc", null=True) if f.has("cdc") else None
+    return CdcInfo.read(section) if section is not None else None
 
 
 def _describe(value: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import onnx_ir as ir
 
-from ..compiler.annotations import stage_of
+from ..compiler.annotations import CDC_LAYERS, stage_of
 from ..compiler.diagnostics import UsageError
 from ..compiler.program import Program
 from .manifest import (
@@ -20,6 +20,7 @@ from .manifest import (
     StageSignature, TensorSpec, TransferEntry, tool_versions,
 )
 from .pruning_records import PruningInfo
+from .cdc_records import CdcInfo
 from .quantization_records import QuantizationInfo
 from .stage_io import stage_io
 
@@ -84,4 +85,5 @@ def build_manifest(program: Program, *, model_info: Mapping[str, Any], plan_info
         backends=tuple(backends),
         quantization=QuantizationInfo.of(program.quantization, program.wire_quantization),
         pruning=PruningInfo.of(program.pruning, program.pruning_cost),
+        cdc=CdcInfo.of(program.model.meta.get(CDC_LAYERS), lambda name: stage_of(program.node(name))),
     )

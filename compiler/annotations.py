@@ -53,6 +53,11 @@ def is_edgec_op(node: ir.Node, op_type: str | None = None) -> bool:
 
 SPLIT = "edgec.split"
 PRUNE = "edgec.prune"
+CDC = "edgec.cdc"
+"""A `CdcRequest` (passes/cdc/request.py) from the `cdc` statement that codes the layer; carried to its split parts
+and merge, where the cdc-encode pass consumes it."""
+CDC_LAYERS = "edgec.cdc-layers"
+"""On `model.meta`: one `CdcLayer` (passes/cdc/record.py) per coded layer, written by the cdc-encode pass."""
 """A `PruneRequest` (passes/prune/request.py) from the `prune` statement that selects the node; carried to split parts."""
 
 

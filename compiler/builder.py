@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from .annotations import PLACEMENT, PRUNE, QUANTIZE, STAGE, Placement, placement_of, stage_of
+from .annotations import CDC, PLACEMENT, PRUNE, QUANTIZE, STAGE, Placement, placement_of, stage_of
 
 if TYPE_CHECKING:
     from .program import Program
 
-CARRIED: tuple[str, ...] = (PLACEMENT, STAGE, QUANTIZE, PRUNE)
+CARRIED: tuple[str, ...] = (PLACEMENT, STAGE, QUANTIZE, PRUNE, CDC)
 """Annotations that follow a rewrite to the nodes that replace or copy a node: where it runs.
 
 Not carried: `edgec.split` (a request the split-layer pass consumes; its parts must not be split

@@ -32,6 +32,9 @@ class Fact(str, Enum):
     PRUNED = "pruned"
     """The plan's `prune` statements are applied: the selected layers' channels are removed, with
     everything that depends on them."""
+    CDC_ENCODED = "cdc-encoded"
+    """The plan's `cdc` statements are applied: each coded layer's split parts have R parity parts beside them,
+    recorded (generator, part and parity tensors) for the merge's decoder."""
     COMM = "comm"
     """Every value crossing stages goes through an edgec.Send/edgec.Recv pair; transfers are listed."""
 

@@ -20,9 +20,7 @@ from ..compiler.split_rules import SPATIAL_WORDS, splittable_ops, words_for
 from . import ast
 from .selectors import Names, resolve
 
-UNSUPPORTED = {
-    ast.CdcStmt: "`cdc`",
-}
+UNSUPPORTED: dict[type, str] = {}
 _DEVICE_KEYS = {"arch", "cores", "mem", "gpu", "accel", "target", "host", "slots",
                 "power_active", "power_idle", "speed", "profile"}
 

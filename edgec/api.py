@@ -25,7 +25,7 @@ from .backends.manifest import Manifest
 from .backends.onnx.source_hash import source_sha256
 from .backends.output_dir import Contents, check_output_path
 from .backends.registry import resolve_backends
-from .compiler.annotations import PRUNE, QUANTIZE_REQUESTS, TARGET_BACKENDS
+from .compiler.annotations import CDC, PRUNE, QUANTIZE_REQUESTS, TARGET_BACKENDS
 from .compiler.diagnostics import ModelError, PlanError, UsageError, closest
 from .compiler.facts import Fact
 from .compiler.model_loader import fix_input_shapes, normalize_model, read_model
@@ -34,6 +34,7 @@ from .compiler.program import Program
 from .dsl import ast
 from .dsl.lower import check_supported, lower_placements, lower_platform, lower_splits
 from .dsl.lower_prune import lower_prunes
+from .dsl.lower_cdc import lower_cdcs
 from .dsl.lower_quantize import lower_quantizes
 from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
@@ -112,6 +113,7 @@ def load_program(
     lower_placements(plan, program)
     lower_quantizes(plan, program)
     lower_prunes(plan, program)
+    lower_cdcs(plan, program)
     return program
 
 
@@ -182,6 +184,8 @@ def compile(
 
         passes = parse_pipeline(passes, "passes")
     needs = {"writing the output": {Fact.COMM}, **{f"backend '{b.name}'": b.requires for b in chosen}}
+    if _cdc_requests(program):
+        needs["the plan's `cdc` statements"] = {Fact.CDC_ENCODED}
     pipeline = passes if passes is not None else default_pipeline(set().union(*needs.values()))
     program.model.meta[TARGET_BACKENDS] = tuple(b.name for b in chosen)
     manager = PassManager(pipeline, hooks=hooks, target=needs if out is not None else None)
@@ -198,15 +202,26 @@ def compile(
 
 
 def _refuse_ignored_statements(program: Program, pipeline: Sequence[Pass]) -> None:
-    """A plan's `quantize` or `prune` statement with a pipeline that has no pass to apply it is a located
+    """A plan's `quantize`, `prune` or `cdc` statement with a pipeline that has no pass to apply it is a located
     error: nothing in a plan is silently ignored."""
     prunes = sorted({id(r): r for n in program.nodes() if (r := n.meta.get(PRUNE)) is not None}.values(),
                     key=lambda r: r.index)
     for statement, requests, fact in (("quantize", program.model.meta.get(QUANTIZE_REQUESTS), Fact.QUANTIZED),
-                                      ("prune", prunes, Fact.PRUNED)):
+                                      ("prune", prunes, Fact.PRUNED),
+                                      ("cdc", _cdc_requests(program), Fact.CDC_ENCODED)):
         if requests and not any(fact in p.provides for p in pipeline):
             raise PlanError(f"the pipeline has no '{statement}' pass, so this statement would be ignored",
-                            requests[0].span, hint=f"add '{statement}' to --passes (or leave --passes out)")
+                            requests[0].span,
+                            hint=f"add '{_PASS_OF.get(statement, statement)}' to --passes (or leave --passes out)")
+
+
+_PASS_OF = {"cdc": "cdc-encode"}
+
+
+def _cdc_requests(program: Program) -> list:
+    """The `cdc` statements' requests on the program's layers, in plan order (one per statement)."""
+    requests = {id(r): r for n in program.nodes() if (r := n.meta.get(CDC)) is not None}.values()
+    return sorted(requests, key=lambda r: (r.span.line if r.span else 0))
 
 
 def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:

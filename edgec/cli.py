@@ -391,6 +391,9 @@ def run(
         if not save_outputs.resolve().parent.is_dir():
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
+    if compiled.manifest.cdc is not None and not json_out:
+        err_console.print("[yellow]edgec:[/] the cdc parity parts are computed and sent, but this edgec does not decode "
+                          "from them yet: the merge waits for every part (see the README's cdc section)")
     from .runtime.launcher import DEFAULT_TIMEOUT
     from .runtime.progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT
 

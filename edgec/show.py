@@ -48,7 +48,8 @@ def output_json(root: Path) -> dict:
                            "wire": t.wire, "bytes": t.nbytes, **_wire_json(m, t.tensor)} for t in m.transfers],
             "splits": [split.to_json() for split in m.splits],
             "quantization": m.quantization.to_json() if m.quantization is not None else None,
-            "pruning": m.pruning.to_json() if m.pruning is not None else None}
+            "pruning": m.pruning.to_json() if m.pruning is not None else None,
+            **({"cdc": m.cdc.to_json()} if m.cdc is not None else {})}
 
 
 def _wire_json(m, tensor: str) -> dict:
@@ -100,6 +101,10 @@ def show_output(root: Path, console: Console) -> None:
         from .show_pruning import show_pruning
 
         show_pruning(m, console)
+    if m.cdc is not None:
+        from .show_cdc import show_cdc
+
+        show_cdc(m, console)
     if m.splits:
         splits = Table(title="intra-layer splits (bytes per frame)")
         for col in ("layer", "kind", "part", "device", "receives", "sends", "halo", "merge on"):

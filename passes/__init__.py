@@ -17,13 +17,14 @@ from .fold_batchnorm import FoldBatchNorm
 from .quantize import Quantize
 from .prune import Prune
 from .registry import get_pass, pass_class, provider_for, register_pass, registered_passes
+from .cdc import CdcEncode
 from .split_layer import SplitLayer
 from .split_vertical import SplitVertical
 
-__all__ = ["Canonicalize", "CommInsert", "FoldBatchNorm", "Prune", "Quantize", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass",
+__all__ = ["CdcEncode", "Canonicalize", "CommInsert", "FoldBatchNorm", "Prune", "Quantize", "SplitLayer", "SplitVertical", "default_pipeline", "get_pass",
            "pass_class", "register_pass", "registered_passes", "DEFAULT_PASSES"]
 
-for _cls in (Canonicalize, SplitLayer, SplitVertical, FoldBatchNorm, Quantize, Prune, CommInsert):
+for _cls in (Canonicalize, SplitLayer, CdcEncode, SplitVertical, FoldBatchNorm, Quantize, Prune, CommInsert):
     register_pass(_cls)
 
 DEFAULT_PASSES: tuple[type[Pass], ...] = (Canonicalize, SplitLayer, SplitVertical, Quantize, Prune, CommInsert)

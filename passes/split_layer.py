@@ -6,15 +6,16 @@ slices that feed them (placed where the sliced tensor is produced) and a merge (
 device: `merge on`, default the device of the consumer); the merged tensor keeps the original
 name; `program.splits` reports what each part receives and sends. After an output/filter
 split, channel-wise consumers (activations, BatchNorm, pooling) follow the split into the
-parts when that is exact, so the merge moves past them. Runs before the vertical split, which
-then turns parts on different devices into stages like any other nodes.
+parts when that is exact, so the merge moves past them (not for a `cdc`-coded layer: its parts
+stay linear so that parity decodes them; its followers run after the merge). Runs before the
+vertical split, which then turns parts on different devices into stages like any other nodes.
 """
 
 from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..compiler.annotations import split_of
+from ..compiler.annotations import CDC, split_of
 from ..compiler.diagnostics import PlanError
 from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
@@ -59,7 +60,7 @@ class SplitLayer(Pass):
                 raise PlanError(f"cannot split {node.op_type} '{node.name}' by {spec.kind}: only "
                                 f"{', '.join(splittable_ops())} layers can be split (spatial also takes pooling and "
                                 "pointwise chains)", spec.span)
-            followers = _followers(node) if rule.merge == "concat" else []
+            followers = _followers(node) if rule.merge == "concat" and CDC not in node.meta else []
             ctx = SplitContext.for_node(graph, node, spec, last=followers[-1] if followers else None)
             result = rule.rewrite()(ctx)
             if isinstance(result, ConcatParts):

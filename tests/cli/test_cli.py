@@ -96,7 +96,7 @@ ERRORS = [
     ("overlap", PLAN.format(extra="place pool1 on hub\n"), "node 'pool1' is already placed at "),
     ("missing", "device cam { cores 1 }\nplace stem on cam\n", "are not placed"),
     ("syntax", "device cam { cores 1 }\nplace stem cam\n", "plan.edge:2:12: unexpected 'cam'"),
-    ("unsupported", PLAN.format(extra="cdc stem parity 1 on hub\n"), "not supported yet"),
+    ("cdc not split", PLAN.format(extra="cdc stem parity 1 on hub\n"), "Conv 'stem' is not split"),
     ("input rank", "input image [1, 3, 32]\n" + PLAN.format(extra=""), "plan.edge:1:1: input 'image' has rank 4"),
     ("input name", "input images [1, 3, 32, 32]\n" + PLAN.format(extra=""), "no input 'images' (inputs: image); did you mean 'image'?"),
     ("split kind", PLAN.format(extra="split fc by spatial into 2 on cam, hub\n"),

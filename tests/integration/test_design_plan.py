@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 import edgec
-from edgec.compiler.diagnostics import PlanError
 from edgec.dsl import parse_plan
 from edgec.runtime.outputs import random_inputs
 from edgec.runtime.verify import verify
@@ -50,12 +49,13 @@ def test_whole_design_plan_parses(resnet):
     assert len(plan.places) == 2 and len(plan.splits) == 1
 
 
-def test_unsupported_statements_stop_with_a_located_error(resnet):
+def test_cdc_of_the_design_plan_codes_the_split_fc(resnet):
     path, names, fc = resnet
-    text = DESIGN_PLAN.format(first=names[0], middle=names[60], rest=REST.format(fc=fc))
-    with pytest.raises(PlanError, match="not supported yet") as info:
-        edgec.compile(path, parse_plan(text, "plan.edge"))
-    assert info.value.span.line == 14 and info.value.span.source_line.startswith("cdc")
+    rest = "".join(line + "\n" for line in REST.format(fc=fc).splitlines() if not line.startswith(("quantize", "prune")))
+    text = DESIGN_PLAN.format(first=names[0], middle=names[60], rest=rest)
+    program = edgec.compile(path, parse_plan(text, "plan.edge")).program
+    (layer,) = program.model.meta["edgec.cdc-layers"]
+    assert layer.layer == fc and layer.k == 3 and layer.parity_devices == ("fpga",)
 
 
 def test_device_link_place_compile_and_verify(resnet, tmp_path):
