@@ -50,6 +50,21 @@ def isa_line() -> str:
     return f"CPU integer features: {', '.join(flags) or 'none found'} (VNNI: {'yes' if vnni else 'no'})"
 
 
+def run_times(session, repeats: int, warmup: int = 5) -> list[float]:
+    """Seconds per run of `session` (onnxruntime's or the TVM engine's) on fixed non-negative random
+    inputs, after `warmup` runs."""
+    rng = np.random.default_rng(0)
+    feeds = {i.name: np.abs(rng.standard_normal(i.shape)).astype(np.float32) for i in session.get_inputs()}
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def timed(path: Path, threads: int, repeats: int, scratch: Path) -> tuple[float, float, Counter]:
     import onnxruntime as ort
 
@@ -60,15 +75,7 @@ def timed(path: Path, threads: int, repeats: int, scratch: Path) -> tuple[float,
     optimized = scratch / f"{path.stem}.{path.parent.name}.opt{threads}.onnx"
     options.optimized_model_filepath = str(optimized)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds = {i.name: np.abs(rng.standard_normal(i.shape)).astype(np.float32) for i in session.get_inputs()}
-    for _ in range(5):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
+    times = run_times(session, repeats)
     kernels = Counter(n.op_type for n in onnx.load(optimized, load_external_data=False).graph.node
                       if n.op_type in INTEGER_OPS)
     return min(times), float(np.median(times)), kernels
@@ -142,16 +149,7 @@ def tvm_rows(model: Path, calibration: Path, folder: Path, repeats: int) -> list
         out = folder / f"tvm_{len(statement)}"
         edgec.compile(model, "device a {}\nplace * on a\n" + statement, out, backends=("onnx", "tvm"))
         for threads in (1, 2):
-            session = CompiledOutput.open(out).engine_session(0, "tvm", threads=threads)
-            feeds = {i.name: np.abs(np.random.default_rng(0).standard_normal(i.shape)).astype(np.float32)
-                     for i in session.get_inputs()}
-            for _ in range(5):
-                session.run(None, feeds)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                session.run(None, feeds)
-                times.append(time.perf_counter() - start)
+            times = run_times(CompiledOutput.open(out).engine_session(0, "tvm", threads=threads), repeats)
             base = base if label != "float" or threads != 1 else min(times)
             rows.append(["conv stack in TVM", label, threads, f"{min(times) * 1e3:.3f}", f"{np.median(times) * 1e3:.3f}",
                          f"{base / min(times):.2f}x (vs 1-thread float)", "TVM QNN (untuned)"])
