@@ -184,12 +184,12 @@ def compile(
 
         passes = parse_pipeline(passes, "passes")
     needs = {"writing the output": {Fact.COMM}, **{f"backend '{b.name}'": b.requires for b in chosen}}
-    if _cdc_requests(program):
-        needs["the plan's `cdc` statements"] = {Fact.CDC_ENCODED}
+    statements = _statement_requests(program)
+    needs.update({f"the plan's `{word}` statements": {fact} for fact, (word, requests) in statements.items() if requests})
     pipeline = passes if passes is not None else default_pipeline(set().union(*needs.values()))
+    _refuse_ignored_statements(statements, pipeline)
     program.model.meta[TARGET_BACKENDS] = tuple(b.name for b in chosen)
     manager = PassManager(pipeline, hooks=hooks, target=needs if out is not None else None)
-    _refuse_ignored_statements(program, manager.passes)
     manager.run(program)
     manifest = None
     if out is not None:
@@ -201,27 +201,28 @@ def compile(
     return CompileResult(program, Path(out) if out is not None else None, manifest)
 
 
-def _refuse_ignored_statements(program: Program, pipeline: Sequence[Pass]) -> None:
-    """A plan's `quantize`, `prune` or `cdc` statement with a pipeline that has no pass to apply it is a located
-    error: nothing in a plan is silently ignored."""
-    prunes = sorted({id(r): r for n in program.nodes() if (r := n.meta.get(PRUNE)) is not None}.values(),
-                    key=lambda r: r.index)
-    for statement, requests, fact in (("quantize", program.model.meta.get(QUANTIZE_REQUESTS), Fact.QUANTIZED),
-                                      ("prune", prunes, Fact.PRUNED),
-                                      ("cdc", _cdc_requests(program), Fact.CDC_ENCODED)):
+def _statement_requests(program: Program) -> dict[Fact, tuple[str, list]]:
+    """Per fact, the plan statement (its keyword) that only a pass providing the fact applies, and that
+    statement's lowered requests in plan order. quantize keeps them on the model (a `wire` request
+    has no node); prune and cdc on the nodes they select, one request object per statement."""
+    def on_nodes(key: str) -> list:
+        requests = {id(r): r for n in program.nodes() if (r := n.meta.get(key)) is not None}.values()
+        return sorted(requests, key=lambda r: (r.span.line, r.span.column) if r.span else (0, 0))
+
+    return {Fact.QUANTIZED: ("quantize", list(program.model.meta.get(QUANTIZE_REQUESTS) or ())),
+            Fact.PRUNED: ("prune", on_nodes(PRUNE)), Fact.CDC_ENCODED: ("cdc", on_nodes(CDC))}
+
+
+def _refuse_ignored_statements(statements: dict[Fact, tuple[str, list]], pipeline: Sequence[Pass]) -> None:
+    """A plan statement with a pipeline that has no pass to apply it is a located error (before the pipeline's
+    own check, which knows no location): nothing in a plan is silently ignored."""
+    from .passes.registry import provider_for
+
+    for fact, (word, requests) in statements.items():
         if requests and not any(fact in p.provides for p in pipeline):
-            raise PlanError(f"the pipeline has no '{statement}' pass, so this statement would be ignored",
-                            requests[0].span,
-                            hint=f"add '{_PASS_OF.get(statement, statement)}' to --passes (or leave --passes out)")
-
-
-_PASS_OF = {"cdc": "cdc-encode"}
-
-
-def _cdc_requests(program: Program) -> list:
-    """The `cdc` statements' requests on the program's layers, in plan order (one per statement)."""
-    requests = {id(r): r for n in program.nodes() if (r := n.meta.get(CDC)) is not None}.values()
-    return sorted(requests, key=lambda r: (r.span.line if r.span else 0))
+            provider = provider_for(fact)
+            raise PlanError(f"the pipeline has no '{word}' pass, so this statement would be ignored", requests[0].span,
+                            hint=f"add '{provider.name if provider else word}' to --passes (or leave --passes out)")
 
 
 def _checked_input_shapes(shapes: object) -> dict[str, list[int]] | None:

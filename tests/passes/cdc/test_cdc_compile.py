@@ -27,6 +27,12 @@ def test_a_pipeline_without_cdc_encode_is_refused():
     assert info.value.span.line == 11 and "add 'cdc-encode'" in info.value.hint
 
 
+def test_writing_an_output_with_a_pipeline_without_cdc_encode_is_a_located_error(tmp_path):
+    with pytest.raises(PlanError, match="no 'cdc' pass") as info:
+        edgec.compile(fc_model(), plan(2, 1), tmp_path / "out", passes="split-layer,split,comm-insert")
+    assert info.value.span.line == 11 and not (tmp_path / "out").exists()
+
+
 def test_compiled_output_sends_parity_to_the_merge_and_verifies(tmp_path):
     import onnx
 
