@@ -47,22 +47,21 @@ def crossing_tensors(program: Program) -> list[str]:
 def quantize_wire(program: Program, request: QuantizeRequest, found: dict) -> int:
     """Quantize every float tensor still crossing stages; the number of tensors."""
     count = 0
+    order = {n: i for i, n in enumerate(program.nodes())}  # the readers below are all nodes of this moment
     for name, (value, readers) in _crossings(program).items():
         if value.dtype != ir.DataType.FLOAT:
             continue
         if request.dtype == "fp16":
-            _cast_pair(program, value, readers)
+            _cast_pair(program, value, readers, order)
         else:
             if name not in found:
                 continue
-            p = params_for(found[name], request.dtype)
-            order = {n: i for i, n in enumerate(program.nodes())}
-            insert_pair(program, value, p, readers, order)
+            insert_pair(program, value, params_for(found[name], request.dtype), readers, order)
         count += 1
     return count
 
 
-def _cast_pair(program: Program, value: ir.Value, readers: list[ir.Node]) -> None:
+def _cast_pair(program: Program, value: ir.Value, readers: list[ir.Node], order: dict[ir.Node, int]) -> None:
     producer = value.producer()
     base = fresh_base(program, value.name)
     b = Builder(program.graph, None, f"{base}/CastToFloat16", like=producer)
@@ -70,7 +69,6 @@ def _cast_pair(program: Program, value: ir.Value, readers: list[ir.Node]) -> Non
     b.adopt(ir.Node("", "Cast", [value], [ir.AttrInt64("to", int(ir.DataType.FLOAT16))], outputs=[half],
                     name=f"{base}/CastToFloat16"), after=producer)
     by_stage: dict[int | None, list[ir.Node]] = {}
-    order = {n: i for i, n in enumerate(program.nodes())}
     for reader in sorted(readers, key=order.__getitem__):
         by_stage.setdefault(stage_of(reader), []).append(reader)
     for stage, group in by_stage.items():
