@@ -10,9 +10,15 @@ Why each piece (measured with Open MPI 4.1.4 on this machine):
   transports, 4 MiB from the first to the third device still crossed both shaped links), while
   two stages on one device share memory, as they would on a real device; ob1, because UCX would
   choose its own transports.
-- `btl_tcp_if_include` is set per namespace by the agent (the device's link interfaces), so data
-  moves only over the shaped links; a global value would name interfaces missing on some devices.
-  `oob_tcp_if_include` is the control subnet: launch and out-of-band traffic never touch the links.
+- `btl_tcp_if_include` is set per namespace by the agent to ONE interface, the device's first link
+  (its control interface when it has none): every rank then has a single TCP address, which the
+  routes carry over the right shaped links whatever the destination. With all of a device's link
+  interfaces, Open MPI 4.1.4 gave a two-link device one TCP module per interface and sometimes
+  connected to a neighbour from the address that neighbour had not paired with it; the neighbour
+  dropped the connection ("inbound MPI TCP connection ... from an IP address that is unexpected"),
+  no retry came, and the run hung in its first collective (measured: 2 hangs in 34 runs of a 3-device
+  chain with both cores busy; 0 in 60 with one address per device). A global value would name
+  interfaces missing on some devices.
 - `PMIX_MCA_gds=hash`: PMIx's shared-memory data store is keyed by host name, and every namespace
   has the same one (a 3-device run worked without it here too; kept because the failure it avoids
   was seen before, and it costs nothing).
@@ -38,15 +44,21 @@ EMULATION_FILE = "emulation.json"
 """Written into the run directory: per (src, dst) rank pair, the latency the ranks add to each send."""
 
 
+def mpi_interface(layout: Layout, device: str) -> str:
+    """The one interface whose address the device's ranks give Open MPI (see the module docstring)."""
+    links = layout.links_of(device)
+    return links[0].end(device)[0] if links else layout.device(device).ctl_if
+
+
 def agent_script(layout: Layout, state_dir: Path) -> str:
     """The `plm_rsh_agent`: `agent HOST COMMAND…` runs COMMAND in HOST's namespace, or fails for any other host."""
     lines = ["#!/bin/sh", "# edgec emulated cluster: start an Open MPI daemon in the namespace of the device at $1",
              'host="$1"; shift', 'case "$host" in']
     for device in layout.devices:
-        interfaces = [link.end(device.device)[0] for link in layout.links_of(device.device)] or [device.ctl_if]
+        interface = mpi_interface(layout, device.device)
         tmp = state_dir / "tmp" / device.device
         lines.append(f"  {device.ctl_address}) ns={shlex.quote(device.namespace)}; tmp={shlex.quote(str(tmp))}; "
-                     f"ifs={','.join(interfaces)} ;;")
+                     f"ifs={interface} ;;")
     lines += ['  *) echo "edgec cluster agent: $host is not a device of cluster ' + layout.prefix + '" >&2; exit 1 ;;',
               "esac", 'mkdir -p "$tmp"',
               'exec ip netns exec "$ns" env OMPI_MCA_orte_tmpdir_base="$tmp" OMPI_MCA_btl_tcp_if_include="$ifs" '
