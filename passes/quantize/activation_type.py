@@ -10,8 +10,9 @@ README "Activation types"):
   an unsigned operand), which is also why u8s8 is never the slower one there.
 - onnxruntime on aarch64: int8 (its ARM kernels use signed dot products, SDOT); not measured here.
 - TVM (`--backend tvm` or `cpp`): int8; its QNN lowering of qnn.conv2d is scheduled for int8×int8.
-- VTA (a stage on a `vta` resource): int8, symmetric (zero point 0): VTA's GEMM core multiplies
-  int8 by int8 and has no zero-point correction.
+- VTA (a stage on a `vta` resource): int8, symmetric (zero point 0), power-of-two scales: VTA's GEMM
+  core multiplies int8 by int8 and has no zero-point correction, and its ALU requantizes by an
+  arithmetic shift only (params.py).
 A plan that says `uint8` gets uint8 on any engine but VTA (which refuses it with a located error).
 """
 
@@ -32,6 +33,7 @@ class ActivationChoice:
     engine: str
     symmetric: bool
     reason: str
+    power_of_two: bool = False
 
 
 def engine_for(resource: str, backends: tuple[str, ...], engine: str) -> str:
@@ -52,7 +54,8 @@ def choose(request: QuantizeRequest, platform: Platform, device: str, resource: 
         if request.dtype == "uint8":
             raise PlanError(f"device '{device}' runs on VTA, whose GEMM core takes int8 only; write int8",
                             request.span)
-        return ActivationChoice("int8", "vta", True, "VTA's GEMM core: int8 × int8, no zero point")
+        return ActivationChoice("int8", "vta", True, "VTA: int8 × int8 GEMM with no zero point, requantized by "
+                                "shifts, so every scale is a power of two", power_of_two=True)
     if request.dtype == "uint8":
         return ActivationChoice("uint8", runs_on, False, "the plan asks for uint8 activations")
     if runs_on == "tvm":

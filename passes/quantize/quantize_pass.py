@@ -91,7 +91,7 @@ class Quantize(Pass):
         order = {n: i for i, n in enumerate(program.nodes())}
         tensor_params = self._tensor_params(program, sel, choices, found)
         float_means = bias_correction.float_means(program, sel) if any(r.correct_bias for r in selected.values()) else {}
-        weight_scales = self._quantize_weights(program, sel)
+        weight_scales = self._quantize_weights(program, sel, choices)
         for name, p in tensor_params.items():
             readers, output = sel.consumers.get(name, []), sel.quantized_output(name)
             if readers or output:
@@ -156,7 +156,7 @@ class Quantize(Pass):
             anchor = producer if producer is not None and producer in sel.nodes else (sel.consumers.get(name) or [producer])[0]
             choice = choices.get(stage_of(anchor)) if anchor is not None else None
             choice = choice or next(iter(choices.values()))
-            out[name] = params.params_for(found[name], choice.dtype, choice.symmetric)
+            out[name] = params.params_for(found[name], choice.dtype, choice.symmetric, choice.power_of_two)
         for name, source in sel.shared.items():
             root = source
             while root in sel.shared:
@@ -164,11 +164,12 @@ class Quantize(Pass):
             out[name] = out[root]
         return out
 
-    def _quantize_weights(self, program: Program, sel: Selection) -> dict[str, np.ndarray]:
+    def _quantize_weights(self, program: Program, sel: Selection, choices: dict) -> dict[str, np.ndarray]:
         scales = {}
         for use in sel.weights:
             w = use.node.inputs[use.index].const_value.numpy()
-            s = params.weight_scales(w, use.axis)
+            choice = choices.get(stage_of(use.node))
+            s = params.weight_scales(w, use.axis, power_of_two=choice is not None and choice.power_of_two)
             dequantized_constant(program, use.node, use.index, params.quantize_weight(w, s, use.axis), s, use.axis, "weight")
             scales[use.node.name] = s
         return scales

@@ -3,6 +3,7 @@ int8 for VTA; the choice and its reason are recorded per stage."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import edgec
@@ -11,6 +12,7 @@ from edgec.compiler.diagnostics import PlanError
 from edgec.compiler.platform import Device, Platform
 from edgec.passes import Quantize, SplitVertical
 from edgec.passes.quantize.activation_type import choose
+from edgec.passes.quantize.params import activation_params, weight_scales
 from graphs import Net
 from qhelpers import calibration, staged
 
@@ -63,7 +65,19 @@ def test_vta_stage_is_symmetric_int8(tmp_path):
     cal = calibration(tmp_path / "c", {"x": [1, 2, 4, 4]})
     plan = f'device f {{ accel vta }}\nplace * on f.vta\nquantize f int8 calibrate "{cal}"\n'
     program = edgec.compile(net.model(["c2"]), plan, None, passes=[SplitVertical(), Quantize()]).program
-    assert program.quantization[0].engine == "vta"
+    assert program.quantization[0].engine == "vta" and "power of two" in program.quantization[0].reason
+    scales = []
     for node in program.nodes():
         if node.op_type == "QuantizeLinear":
             assert node.outputs[0].dtype.name == "INT8" and int(node.inputs[2].const_value.numpy()) == 0
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            scales.extend(np.ravel(node.inputs[1].const_value.numpy()).tolist())
+    exponents = np.log2(scales)
+    assert len(scales) > 4 and np.array_equal(exponents, np.round(exponents)), scales
+
+
+def test_vta_scales_are_the_next_power_of_two_up():
+    assert activation_params(-3.0, 5.0, "int8", symmetric=True, power_of_two=True).scale == 2.0 ** -4  # 5/127 → 1/16
+    assert activation_params(-3.0, 5.0, "int8", symmetric=True).scale == pytest.approx(5 / 127)
+    w = np.array([[0.5, -1.0], [0.25, 0.0], [0.0, 0.0]])
+    assert weight_scales(w, 0, power_of_two=True).tolist() == [2.0 ** -6, 2.0 ** -8, 1.0]
