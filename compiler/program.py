@@ -17,6 +17,7 @@ from .annotations import BOUNDARY, is_edgec_op, placement_of, stage_of
 from .diagnostics import PlanWarning, VerifyError
 from .facts import Fact
 from .platform import Platform
+from .records import Fields, Record
 from .tensor_types import nbytes
 
 
@@ -55,11 +56,13 @@ class Transfer:
 
 
 @dataclass(frozen=True)
-class StageQuantization:
-    """What the quantize pass did to one stage, and why: the manifest's `quantization` section.
+class StageQuantization(Record):
+    """What the quantize pass did to one stage, and why; written to the manifest's `quantization`
+    section as it is (a `Record`, read back checked key by key).
 
     `activation_dtype` is what the pass chose for the stage's engine (`engine`); `reason` says
-    why in a sentence a user reads in `edgec show`. `nodes` are the quantized compute nodes.
+    why in a sentence a user reads in `edgec show`; `granularity` of the weights is `per_channel`
+    or `per_tensor`. `nodes` are the quantized compute nodes.
     """
 
     stage: int
@@ -74,16 +77,31 @@ class StageQuantization:
     bias_correction: bool = False
     equalization: bool = False
 
+    @classmethod
+    def read(cls, f: Fields) -> StageQuantization:
+        f.only(*cls.__dataclass_fields__)
+        return cls(f.integer("stage"), f.string("device"), f.string("engine"), f.string("activation_dtype"),
+                   f.string("weight_dtype"), f.string("granularity"), f.string("method"), f.strs("nodes"),
+                   f.string("reason"), f.boolean("bias_correction", default=False),
+                   f.boolean("equalization", default=False))
+
 
 @dataclass(frozen=True)
-class WireQuantization:
-    """One boundary tensor that travels quantized: `tensor` (float) crosses as `wire_tensor` in `wire`."""
+class WireQuantization(Record):
+    """One boundary tensor that travels quantized: float `tensor` crosses as `wire_tensor` in format `wire`,
+    with `scale` and `zero_point` (None for fp16, which has neither); a manifest record as it is."""
 
     tensor: str
     wire_tensor: str
     wire: str
     scale: float | None = None
     zero_point: int | None = None
+
+    @classmethod
+    def read(cls, f: Fields) -> WireQuantization:
+        f.only(*cls.__dataclass_fields__)
+        return cls(f.string("tensor"), f.string("wire_tensor"), f.string("wire"),
+                   f.number("scale", null=True, default=None), f.integer("zero_point", null=True, default=None))
 
 
 @dataclass(frozen=True)
