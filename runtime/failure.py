@@ -136,6 +136,12 @@ def stopped(stop: Stop, stages: Sequence[StageEntry]) -> RuntimeFailure:
             f"not ready: {'; '.join(late)}" + (f"; ready: {', '.join(ready)}" if ready else ""),
             hint="starting a rank means launching it, importing, and loading its stage; on a busy machine or "
                  "with a large model raise --startup-timeout")
+    if stop.reason == "connect":
+        return RuntimeFailure(
+            f"every rank reached its first collective, but MPI did not connect them within {stop.limit:g} s "
+            "(--stall-timeout) and the run was stopped",
+            hint="Open MPI's messages are below; a TCP connection it dropped as coming from an unexpected address "
+                 "means a host has several interfaces: name one with OMPI_MCA_btl_tcp_if_include")
     if stop.reason == "stall":
         holder = oldest_holder(states)
         if holder is None:

@@ -178,7 +178,10 @@ def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | Stop) -
             return RuntimeFailure(f"{first.describe(stages)}; the run was stopped at its {rc.reason} limit")
         return RuntimeFailure(first.describe(stages))
     if isinstance(rc, Stop):
-        return stopped(rc, stages)
+        failure = stopped(rc, stages)
+        if rc.reason == "connect" and log.strip():
+            return RuntimeFailure(f"{failure.message}:\n{tail(log)}", hint=failure.hint)
+        return failure
     if crash := crashed_rank(log):
         rank, how = crash
         return RuntimeFailure(f"{rank_name(rank, stages)} {how}; mpirun stopped the other ranks")

@@ -29,7 +29,7 @@ from .failure import report_rank_error
 from .inputs import rank_inputs
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
-from .progress import DONE, READY, current_frame, open_progress
+from .progress import CONNECT, DONE, READY, SETUP, current_frame, open_progress
 from .report import summarize
 from .stage_kernel import kernel_for, links, output_specs
 
@@ -116,9 +116,11 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     known = {link.tensor: link.spec for link in sends}
     known.update({spec.name: TensorSpec(spec.shape, spec.np_dtype) for spec in mine})
     threads = manifest.stage(rank).threads or 1
+    state[1] = CONNECT
     host = comm.Split_type(MPI.COMM_TYPE_SHARED)
     host_threads = host.allreduce(threads)
     host.Free()
+    state[1] = SETUP
     session = compiled.engine_session(rank, engine, spin=host_threads <= (os.cpu_count() or 1))
     loop = FrameLoop(
         comm, recvs, sends, rank_inputs(manifest, rank, rundir), output_specs(session, known), kernel_for(session),

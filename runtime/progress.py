@@ -9,7 +9,11 @@ polls those files with a `RunWatch`, which applies the run's limits:
   process launch, imports and loading the stage, which on a busy machine can take long;
 - stall (`--stall-timeout`): once all are ready, some rank must finish a frame at least this
   often; when none does, the rank holding the oldest frame is blamed;
-- overall (`--timeout`, off by default): the whole run, start-up included.
+- overall (`--timeout`, off by default): the whole run, start-up included;
+- connect (the stall limit, applied during start-up): once every rank is inside the first
+  collective (CONNECT, where MPI wires the ranks up), it must finish within the stall limit.
+  All ranks being there means nothing is left to load, so only a broken network or MPI can keep
+  them; this catches such a hang in a minute instead of at the start-up limit.
 
 This module imports no MPI, so the launcher can use it without becoming an MPI process itself.
 """
@@ -22,8 +26,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-SETUP, WAIT_INPUTS, WAIT_SENDS, COMPUTE, DRAIN, FINISH, DONE, READY = range(8)
-PHASES = {SETUP: "starting up", READY: "ready, waiting for the other ranks to start",
+SETUP, WAIT_INPUTS, WAIT_SENDS, COMPUTE, DRAIN, FINISH, DONE, READY, CONNECT = range(9)
+PHASES = {SETUP: "starting up", CONNECT: "in its first collective, connecting to the other ranks", READY: "ready, waiting for the other ranks to start",
           WAIT_INPUTS: "waiting for its inputs of frame {frame}",
           WAIT_SENDS: "waiting for consumers to take its frames before {frame}", COMPUTE: "computing frame {frame}",
           DRAIN: "waiting for consumers to take its last frames", FINISH: "gathering results", DONE: "done"}
@@ -71,12 +75,12 @@ def describe(frame: int, phase: int) -> str:
 
 
 def is_ready(state: State | None) -> bool:
-    return state is not None and state[1] != SETUP
+    return state is not None and state[1] not in (SETUP, CONNECT)
 
 
 def frames_done(state: State | None) -> tuple[int, int]:
     """How far a rank got: frames it finished, then its step after the loop (what a stall compares)."""
-    if state is None or state[1] in (SETUP, READY):
+    if state is None or state[1] in (SETUP, CONNECT, READY):
         return 0, 0
     frame, phase = state
     if phase in AFTER_LOOP:
@@ -116,7 +120,7 @@ class Limits:
 class Stop:
     """Why a run was stopped: which limit ran out, and what every rank was doing then."""
 
-    reason: Literal["timeout", "startup", "stall"]
+    reason: Literal["timeout", "startup", "stall", "connect"]
     limit: float
     states: tuple[State | None, ...]
 
@@ -131,6 +135,7 @@ class RunWatch:
         self.ready_at: float | None = None
         self.last_progress: float | None = None
         self.seen: tuple[tuple[int, int], ...] | None = None
+        self.connecting_since: float | None = None
 
     def observe(self, now: float, states: Sequence[State | None]) -> Stop | None:
         states = tuple(states)
@@ -143,6 +148,12 @@ class RunWatch:
                 self.seen = tuple(frames_done(s) for s in states)
             elif limits.startup is not None and now - self.start > limits.startup:
                 return Stop("startup", limits.startup, states)
+            elif states and all(s is not None and s[1] == CONNECT for s in states):
+                self.connecting_since = now if self.connecting_since is None else self.connecting_since
+                if limits.stall is not None and now - self.connecting_since > limits.stall:
+                    return Stop("connect", limits.stall, states)
+            else:
+                self.connecting_since = None
             return None
         done = tuple(frames_done(s) for s in states)
         if done != self.seen:

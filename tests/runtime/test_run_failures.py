@@ -23,7 +23,7 @@ from edgec.cli import app
 from edgec.runtime import launcher
 from edgec.runtime.failure import RuntimeFailure, stopped
 from edgec.runtime.outputs import CompiledOutput, random_inputs
-from edgec.runtime.progress import COMPUTE, DONE, READY, SETUP, WAIT_INPUTS, WAIT_SENDS, Limits, RunWatch
+from edgec.runtime.progress import COMPUTE, CONNECT, DONE, READY, SETUP, WAIT_INPUTS, WAIT_SENDS, Limits, RunWatch
 
 runner = CliRunner()
 HANG_GUARD = 900
@@ -121,6 +121,20 @@ def test_frames_completing_anywhere_keep_a_run_alive():
     done = [(9, DONE), (9, DONE)]
     assert watch.observe(300.0, done) is None
     assert watch.observe(900.0, done) is None
+
+
+def test_ranks_all_stuck_in_their_first_collective_stop_at_the_stall_limit():
+    """MPI wire-up that never completes (every rank inside the first collective) is caught at the stall
+    limit, long before the start-up limit; one rank still loading keeps the start-up clock alone."""
+    watch = RunWatch(Limits(overall=None, startup=600.0, stall=5.0), start=0.0)
+    assert watch.observe(1.0, [(-1, CONNECT), (-1, SETUP)]) is None
+    assert watch.observe(100.0, [(-1, CONNECT), (-1, SETUP)]) is None
+    assert watch.observe(101.0, [(-1, CONNECT), (-1, CONNECT)]) is None
+    assert watch.observe(105.0, [(-1, CONNECT), (-1, CONNECT)]) is None
+    stop = watch.observe(106.5, [(-1, CONNECT), (-1, CONNECT)])
+    assert stop is not None and stop.reason == "connect" and stop.limit == 5.0
+    assert "MPI did not connect them within 5 s" in stopped(stop, STAGES[:2]).message
+    assert RunWatch(Limits(startup=600.0, stall=5.0), 0.0).observe(50.0, [(-1, CONNECT), (-1, READY)]) is None
 
 
 def test_startup_and_overall_limits():
