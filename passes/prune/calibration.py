@@ -1,9 +1,9 @@
 """Calibration inputs, streamed through onnxruntime, reduced to per-channel statistics on the fly.
 
-A calibration directory holds `.npy` files named after the model inputs (`images.npy`:
-samples stacked on axis 0, or one input of the full shape) or `.npz` files whose arrays are
-keyed by input name. Batches are fed at the model's own batch size and only running sums per
-channel are kept (never every activation), so hundreds of samples cost the memory of one.
+The calibration folder is read as quantize reads it (`passes/calibration_data.py`: `.npy` per input,
+samples on axis 0, or `.npz` keyed by input name). Batches are fed at the model's own batch size and
+only running sums per channel are kept (never every activation), so hundreds of samples cost the
+memory of one.
 """
 
 from __future__ import annotations
@@ -16,54 +16,25 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from ...compiler.diagnostics import PlanError, SourceSpan
-from ...compiler.array_files import read_npy, read_npz
+from ...compiler.diagnostics import PlanError, SourceSpan, UsageError
+from ..calibration_data import for_graph
 from ...compiler.self_contained import self_contained_proto
 
 
 def feeds(directory: str, graph: ir.Graph, limit: int, span: SourceSpan | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Feeds for the graph's inputs from `directory`, at most `limit` samples."""
-    inputs = [v for v in graph.inputs if v.name not in graph.initializers]
-    root = Path(directory)
-    arrays: dict[str, list[np.ndarray]] = {v.name: [] for v in inputs}
-    for path in sorted(root.glob("*.npy")):
-        if path.stem in arrays:
-            arrays[path.stem].append(read_npy(path))
-    for path in sorted(root.glob("*.npz")):
-        data = read_npz(path)
-        for name in arrays:
-            if name in data:
-                arrays[name].append(data[name])
-    missing = [n for n, found in arrays.items() if not found]
-    if missing:
-        raise PlanError(f"calibration directory '{directory}' has no data for input(s) {', '.join(missing)}", span,
-                        hint="add NAME.npy (samples on axis 0) or .npz files keyed by input name")
-    streams = {v.name: _samples(arrays[v.name], list(v.shape), v.name, directory, span) for v in inputs}
-    batch = {v.name: int(v.shape[0]) if len(v.shape) else 1 for v in inputs}
-    taken = 0
-    while taken < limit:
-        feed = {}
-        for v in inputs:
-            chunk = [next(streams[v.name], None) for _ in range(batch[v.name])]
-            if any(c is None for c in chunk):
-                return
-            feed[v.name] = np.stack(chunk).astype(v.dtype.numpy()).reshape(list(v.shape))
-        taken += max(batch.values())
+    """Feeds for the graph's inputs from `directory` (the folder rules of `passes/calibration_data.py`), whole
+    inputs at the model's own batch size, until at least `limit` rows (samples on the batch axis) are fed."""
+    try:
+        data = for_graph(graph, directory)
+    except UsageError as exc:
+        raise PlanError(exc.message, span, hint="add NAME.npy (samples on axis 0) or .npz files keyed by input name"
+                        ) from None
+    rows = max([int(v.shape[0]) if len(v.shape) else 1 for v in graph.inputs if v.name not in graph.initializers],
+               default=1)
+    for taken, feed in enumerate(data):
+        if taken * rows >= limit:
+            return
         yield feed
-
-
-def _samples(arrays: list[np.ndarray], shape: list[int], name: str, directory: str,
-             span: SourceSpan | None) -> Iterator[np.ndarray]:
-    for array in arrays:
-        if list(array.shape) == shape:
-            items = np.asarray(array).reshape([-1, *shape[1:]])
-        elif list(array.shape[1:]) == shape[1:]:
-            items = array
-        else:
-            raise PlanError(f"calibration data for '{name}' in '{directory}' has shape {list(array.shape)}; the input "
-                            f"is {shape} (samples stacked on axis 0 are accepted)", span)
-        for i in range(len(items)):
-            yield np.asarray(items[i])
 
 
 @dataclass

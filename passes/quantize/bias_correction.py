@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from ...compiler.builder import Builder
 from ...compiler.program import Program
-from .calibration_data import for_program
+from ..calibration_data import for_program
 from .ranges import run_observed
 from .selection import Selection
 

@@ -34,7 +34,7 @@ from ...compiler.facts import Fact
 from ...compiler.pass_manager import Pass, PassResult
 from ...compiler.program import Program, StageQuantization
 from . import activation_type, bias_correction, equalization, opset, params, ranges, wire
-from .calibration_data import for_program
+from ..calibration_data import for_program
 from .qdq import dequantized_constant, insert_pair
 from .selection import Selection, requests_by_node, select
 

@@ -23,7 +23,7 @@ import onnx
 
 from ...compiler.diagnostics import PassError
 from ...compiler.program import Program
-from .calibration_data import CalibrationData
+from ..calibration_data import CalibrationData
 from .params import Histogram
 from ...compiler.self_contained import self_contained_proto
 

@@ -41,12 +41,24 @@ def test_an_empty_calibration_directory_is_refused(tmp_path):
         edgec.load_program(residual(), HEAD + f'prune c0 channels 30% calibrate "{tmp_path}"')
 
 
-def test_a_corrupt_calibration_file_is_a_usage_error(tmp_path):
-    from edgec.compiler.diagnostics import UsageError
-
+def test_a_corrupt_calibration_file_is_an_error_at_the_statement(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"PK-not-a-zip")
-    with pytest.raises(UsageError, match="cannot read calibration data .*x.npz"):
+    with pytest.raises(PlanError, match="cannot read calibration data .*x.npz"):
         edgec.compile(residual(), HEAD + f'prune c0 channels 30% calibrate "{tmp_path}"', tmp_path / "out")
+
+
+def test_calibration_files_are_found_as_quantize_finds_them(tmp_path):
+    """An input named with `:` (tf2onnx's `img:0`) is read from `img_0.npy`, as quantize reads it; the limit
+    counts samples."""
+    from edgec.passes.prune.calibration import feeds
+    from graphs import Net
+
+    net = Net({"img:0": [1, 2, 4, 4]})
+    net.conv("c", "img:0", 2, 4)
+    graph = edgec.load_model(net.model(["c"])).graph
+    np.save(tmp_path / "img_0.npy", np.zeros((5, 1, 2, 4, 4), np.float32))
+    assert len(list(feeds(str(tmp_path), graph, limit=3))) == 3
+    assert [f["img:0"].shape for f in feeds(str(tmp_path), graph, limit=100)] == [(1, 2, 4, 4)] * 5
 
 
 def test_a_layer_selected_twice_is_refused():

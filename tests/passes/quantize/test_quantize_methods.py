@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.passes.quantize.calibration_data import CalibrationData, ModelInput
+from edgec.passes.calibration_data import CalibrationData, ModelInput
 from graphs import Net
 from qhelpers import calibration, quantized, run
 

@@ -1,4 +1,5 @@
-"""Calibration samples read from a folder, one at a time, the way range collection consumes them.
+"""Calibration samples read from a folder, one at a time: quantize's range collection and prune's
+per-channel statistics read them alike.
 
 A folder holds, per model input, `<input>.npy` (input names with `/` or `:` use `_`), or `.npz`
 files whose keys are input names. An array of exactly the input's shape is one sample; otherwise
@@ -15,9 +16,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ...compiler.annotations import calibration_stem
-from ...compiler.array_files import read_npy, read_npz
-from ...compiler.diagnostics import UsageError
+from ..compiler.annotations import calibration_stem
+from ..compiler.array_files import read_npy, read_npz
+from ..compiler.diagnostics import UsageError
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,10 @@ class _Samples:
 
 def for_program(program, folder: str | Path, limit: int | None = None) -> CalibrationData:
     """The calibration samples of `folder` for the program's graph inputs (shapes and dtypes from the graph)."""
-    graph = program.graph
+    return for_graph(program.graph, folder, limit)
+
+
+def for_graph(graph, folder: str | Path, limit: int | None = None) -> CalibrationData:
     inputs = [ModelInput(v.name, tuple(v.shape), np.dtype(v.dtype.numpy())) for v in graph.inputs
               if v.name not in graph.initializers]
     return CalibrationData(folder, inputs, limit)
