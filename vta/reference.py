@@ -1,0 +1,38 @@
+"""The numpy integer reference a VTA layer must equal exactly: int32 accumulation with wrap-around,
+rounding `(acc + 2^(n-1)) >> n` (round half up, arithmetic shift), clip, int8."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _requant(acc: np.ndarray, shift: int, clip: tuple[int, int]) -> np.ndarray:
+    acc = acc + ((1 << (shift - 1)) if shift else 0)
+    acc = acc.astype(np.int64).astype(np.uint32).view(np.int32).astype(np.int64)  # int32 wrap
+    return np.clip(acc >> shift, clip[0], clip[1]).astype(np.int8)
+
+
+def conv2d(x, w, bias=None, *, stride=1, pads=(0, 0, 0, 0), shift=0, clip=(-127, 127)) -> np.ndarray:
+    """int8 NCHW Conv, groups 1, via an im2col of strided views and one int64 matmul."""
+    pt, pl, pb, pr = pads
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    o, c, kh, kw = w.shape
+    n, _, hp, wp = xp.shape
+    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride][:, :, :ho, :wo]
+    acc = np.einsum("nchwij,ocij->nohw", win, w.astype(np.int64), optimize=True)
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64)[None, :, None, None]
+    return _requant(acc, shift, clip)
+
+
+def gemm(a, w, bias=None, *, shift=0, clip=(-127, 127)) -> np.ndarray:
+    acc = a.astype(np.int64) @ w.astype(np.int64).T
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64)[None, :]
+    return _requant(acc, shift, clip)
+
+
+def add(a, b, *, shift_a=0, shift_b=0, shift=0, clip=(-127, 127)) -> np.ndarray:
+    acc = (a.astype(np.int64) << shift_a) + (b.astype(np.int64) << shift_b)
+    return _requant(acc, shift, clip)
