@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 MANIFEST_KEYS = frozenset({"format", "model", "plan", "platform", "stages", "transfers", "splits", "passes", "tools",
-                           "backends", "files", "quantization", "pruning", "cdc"})
+                           "backends", "files", "quantization", "pruning", "cdc", "replicas"})
 """Top-level keys of manifest.json that are not backend sections: no backend may take one of these names."""
 
 

@@ -35,6 +35,7 @@ from .manifest_records import (
 )
 from .pruning_records import PruningInfo
 from .cdc_records import CdcInfo
+from .replica_records import ReplicaInfo
 from .quantization_records import QuantizationInfo
 from .records import Fields, JsonSection, ManifestError, Record, Section
 
@@ -137,6 +138,8 @@ class Manifest(Record):
     """What the prune pass removed and saved (`pruning_records.py`); None when nothing was pruned."""
     cdc: CdcInfo | None = None
     """The coded layers and their parity parts (`cdc_records.py`); None when the plan codes nothing."""
+    replicas: ReplicaInfo | None = None
+    """The replicated stages and their ranks (`replica_records.py`); None when the plan replicates nothing."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -151,6 +154,8 @@ class Manifest(Record):
             data["pruning"] = self.pruning.to_json()
         if self.cdc is not None:
             data["cdc"] = self.cdc.to_json()
+        if self.replicas is not None:
+            data["replicas"] = self.replicas.to_json()
         data.update({name: section.to_json() for name, section in self.sections.items()})
         data["files"] = dict(self.files)
         return data
@@ -172,7 +177,8 @@ class Manifest(Record):
                    _platform(f.child("platform")), f.records("stages", StageEntry),
                    f.records("transfers", TransferEntry, default=[]), f.records("splits", SplitEntry, default=[]),
                    f.records("passes", PassRecord, default=[]), f.str_map("tools", default={}), backends, sections,
-                   files, version, quantization=_quantization(f), pruning=_pruning(f), cdc=_cdc(f))
+                   files, version, quantization=_quantization(f), pruning=_pruning(f), cdc=_cdc(f),
+                   replicas=_replicas(f))
 
     def stage(self, rank: int) -> StageEntry:
         if not 0 <= rank < len(self.stages):
@@ -217,6 +223,12 @@ def _cdc(f: Fields) -> CdcInfo | None:
     """The `cdc` section, None where absent (nothing coded, manifests from before cdc)."""
     section = f.child("cdc", null=True) if f.has("cdc") else None
     return CdcInfo.read(section) if section is not None else None
+
+
+def _replicas(f: Fields) -> ReplicaInfo | None:
+    """The `replicas` section, None where absent (nothing replicated, manifests from before replication)."""
+    section = f.child("replicas", null=True) if f.has("replicas") else None
+    return ReplicaInfo.read(section) if section is not None else None
 
 
 def _describe(value: Any) -> str:

@@ -21,6 +21,7 @@ from .manifest import (
 )
 from .pruning_records import PruningInfo
 from .cdc_records import CdcInfo
+from .replica_records import ReplicaInfo
 from .quantization_records import QuantizationInfo
 from .stage_io import stage_io
 
@@ -86,4 +87,5 @@ def build_manifest(program: Program, *, model_info: Mapping[str, Any], plan_info
         quantization=QuantizationInfo.of(program.quantization, program.wire_quantization),
         pruning=PruningInfo.of(program.pruning, program.pruning_cost),
         cdc=CdcInfo.of(program.model.meta.get(CDC_LAYERS), lambda name: stage_of(program.node(name))),
+        replicas=ReplicaInfo.of(program, stage_model_path),
     )

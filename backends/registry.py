@@ -27,6 +27,7 @@ _BUILTIN = {
     "onnx": "edgec.backends.onnx.backend:OnnxBackend",
     "tvm": "edgec.backends.tvm.backend:TvmBackend",
     "cpp": "edgec.backends.cpp_mpi.backend:CppBackend",
+    "vta": "edgec.backends.vta.backend:VtaBackend",
 }
 _NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _registered: dict[str, Backend] = {}

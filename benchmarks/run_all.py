@@ -5,7 +5,7 @@
 Why one command: figures from different days or machines cannot be compared, so a full run
 prints when and where it was measured once, then each script's tables. compile_time and
 scaling always run (`--quick` makes them one run per point, under a minute);
-the other scripts (large_model, runtime, the quantize, prune, explore and emulated-links benchmarks) run with their own defaults when they exist, and
+the other scripts (large_model, runtime, the quantize, prune, explore, emulated-links and cdc-stragglers benchmarks) run with their own defaults when they exist, and
 are left out with `--quick`. A failing script is reported and the others still run.
 """
 
@@ -22,7 +22,7 @@ from tables import machine
 HERE = Path(__file__).resolve().parent
 OURS = ("compile_time", "scaling")
 OTHERS = ("large_model", "runtime", "trained_cnn", "quantize_accuracy", "quantize_speed", "wire_formats", "wire_runtime",
-          "prune_accuracy", "prune_speed", "explore", "emulated_links")
+          "prune_accuracy", "prune_speed", "explore", "emulated_links", "cdc_stragglers")
 
 
 def run(name: str, extra: list[str]) -> bool:

@@ -66,6 +66,9 @@ def format_program(program: Program) -> str:
     for stage in program.stages:
         threads = f" threads={stage.threads}" if stage.threads else ""
         lines.append(f"stage s{stage.index} on {stage.device}.{stage.resource}{threads}")
+    for r in program.replicas:
+        lines.append(f"replicas s{r.stage} " + " ".join(f"r{rank}@{p}" for rank, p in zip(r.ranks, r.placements))
+                     + f"  # frame f on replica f mod {r.count}")
     for t in program.transfers:
         lines.append(f"transfer %{t.tensor} s{t.src} -> s{t.dst} tag={t.tag} {t.dtype}[{'x'.join(map(str, t.shape))}] {t.nbytes}B")
     for value in graph.inputs:

@@ -126,6 +126,21 @@ class PruningCost:
     macs_after: int
 
 
+@dataclass(frozen=True)
+class StageReplicas:
+    """A replicated stage: replica i runs on `placements[i]` as rank `ranks[i]` (`ranks[0]` is the stage's own);
+    frame f is computed by replica f mod r. Set by the split pass from the plan's `replicate` statements."""
+
+    stage: int
+    placements: tuple
+    ranks: tuple[int, ...]
+    statement: str
+
+    @property
+    def count(self) -> int:
+        return len(self.ranks)
+
+
 @dataclass
 class Program:
     """The model being compiled, the platform it is compiled for, and what passes established.
@@ -155,6 +170,8 @@ class Program:
     """Set by the prune pass: one record per layer that lost channels."""
     pruning_cost: list[PruningCost] = field(default_factory=list)
     """Set by the prune pass: parameters and MACs before/after each statement, per stage and in total."""
+    replicas: list[StageReplicas] = field(default_factory=list)
+    """Set by the split pass for `replicate` statements: the stages that run as several replicas."""
 
     @property
     def graph(self) -> ir.Graph:

@@ -16,7 +16,7 @@ from edgec.compiler.diagnostics import SourceSpan
 
 KEYWORDS = frozenset(
     "model input device link place split quantize prune cdc on threads by into ratio merge "
-    "per_channel per_tensor calibrate method correct_bias equalize parity wire per_layer reconstruct".split()
+    "per_channel per_tensor calibrate method correct_bias equalize parity wire per_layer reconstruct replicate".split()
 )
 GLOB_CHARS = frozenset("*?[")
 _BARE_NAME = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
@@ -209,8 +209,18 @@ class CdcStmt:
     span: SourceSpan | None = _span()
 
 
+@dataclass(frozen=True)
+class ReplicateStmt:
+    """The stage(s) holding the selected nodes run as one replica on each target; frame f goes to replica f mod r."""
+
+    selector: Selector
+    targets: list[Target]
+    span: SourceSpan | None = _span()
+
+
 Statement = (
     ModelStmt | InputStmt | DeviceStmt | LinkStmt | PlaceStmt | SplitStmt | QuantizeStmt | PruneStmt | CdcStmt
+    | ReplicateStmt
 )
 
 
@@ -265,3 +275,7 @@ class Plan:
     @property
     def cdcs(self) -> list[CdcStmt]:
         return self._of(CdcStmt)
+
+    @property
+    def replicates(self) -> list[ReplicateStmt]:
+        return self._of(ReplicateStmt)

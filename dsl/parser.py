@@ -22,7 +22,7 @@ from edgec.compiler.diagnostics import PlanError, UsageError, closest
 from edgec.dsl.ast import Plan
 from edgec.dsl.plan_builder import PlanBuilder, SourceMap, check_plan
 
-STATEMENT_KEYWORDS = ("model", "input", "device", "link", "place", "split", "quantize", "prune", "cdc")
+STATEMENT_KEYWORDS = ("model", "input", "device", "link", "place", "split", "quantize", "prune", "cdc", "replicate")
 _TERMINAL_WORDS = {
     "NAME": "a name", "STRING": "a quoted string", "INT": "an integer", "QUANTITY": "a number with a unit",
     "GRID": "a grid like 2x2", "$END": "end of input",

@@ -16,7 +16,7 @@ from lark import Token, Transformer, v_args
 from edgec.compiler.diagnostics import PlanError, SourceSpan, closest
 from edgec.dsl.ast import (
     GLOB_CHARS, AllSel, CdcStmt, DeviceStmt, GlobSel, InputStmt, LinkStmt, ListSel, ModelStmt, NameSel,
-    PlaceStmt, Property, PruneStmt, QuantizeStmt, RangeSel, Selector, SplitStmt, Statement, Target,
+    PlaceStmt, Property, PruneStmt, QuantizeStmt, RangeSel, ReplicateStmt, Selector, SplitStmt, Statement, Target,
 )
 from edgec.dsl.units import bounded_int, expect_quantity
 from ..compiler.split_rules import SPLIT_WORDS
@@ -281,6 +281,19 @@ class PlanBuilder(Transformer):
             )
         return CdcStmt(self._sel(children[1]), parity, targets, span=self.src.meta(meta))
 
+    def replicate_stmt(self, meta: Any, children: list) -> ReplicateStmt:
+        targets = children[3]
+        if len(targets) < 2:
+            raise PlanError(f"replicate needs at least 2 targets (one replica on each), got {len(targets)}",
+                            self._targets_span(targets), hint="list every device a replica runs on: `on a, b`")
+        seen: dict[str, Target] = {}
+        for target in targets:
+            if target.device in seen:
+                raise PlanError(f"target '{target.device}' is listed twice; a device runs at most one replica",
+                                target.span, hint=f"first listed at {seen[target.device].span}")
+            seen[target.device] = target
+        return ReplicateStmt(self._sel(children[1]), targets, span=self.src.meta(meta))
+
 
 # ---- whole-plan checks ---------------------------------------------------------------------------
 
@@ -337,6 +350,7 @@ def _targets_of(stmt: Statement) -> list[Target]:
         PlaceStmt: lambda s: [s.target],
         SplitStmt: lambda s: s.targets + ([s.merge] if s.merge else []),
         CdcStmt: lambda s: s.targets,
+        ReplicateStmt: lambda s: s.targets,
     }
     getter = getters.get(type(stmt))
     return getter(stmt) if getter else []

@@ -35,6 +35,8 @@ from .dsl import ast
 from .dsl.lower import check_supported, lower_placements, lower_platform, lower_splits
 from .dsl.lower_prune import lower_prunes
 from .dsl.lower_cdc import lower_cdcs
+from .dsl.lower_replicate import check_replica_backends, lower_replicates
+from .passes.replicate import REPLICATE_REQUESTS
 from .dsl.lower_quantize import lower_quantizes
 from .dsl.parser import parse_plan, parse_plan_file
 from .passes import default_pipeline
@@ -114,6 +116,7 @@ def load_program(
     lower_quantizes(plan, program)
     lower_prunes(plan, program)
     lower_cdcs(plan, program)
+    lower_replicates(plan, program)
     return program
 
 
@@ -177,6 +180,7 @@ def compile(
         _refuse_inputs_inside(contents, _model_path(model, plan), plan.filename)
     progress("loading model and lowering plan")
     program = load_program(model, plan, input_shapes=input_shapes, progress=progress)
+    check_replica_backends(program, [b.name for b in chosen])
     reference = _embedded_reference(program) if out is not None else None
     progress("running passes")
     if isinstance(passes, str):
@@ -210,7 +214,8 @@ def _statement_requests(program: Program) -> dict[Fact, tuple[str, list]]:
         return sorted(requests, key=lambda r: (r.span.line, r.span.column) if r.span else (0, 0))
 
     return {Fact.QUANTIZED: ("quantize", list(program.model.meta.get(QUANTIZE_REQUESTS) or ())),
-            Fact.PRUNED: ("prune", on_nodes(PRUNE)), Fact.CDC_ENCODED: ("cdc", on_nodes(CDC))}
+            Fact.PRUNED: ("prune", on_nodes(PRUNE)), Fact.CDC_ENCODED: ("cdc", on_nodes(CDC)),
+            Fact.STAGED: ("replicate", list(program.model.meta.get(REPLICATE_REQUESTS) or ()))}
 
 
 def _refuse_ignored_statements(statements: dict[Fact, tuple[str, list]], pipeline: Sequence[Pass]) -> None:

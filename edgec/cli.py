@@ -203,10 +203,12 @@ def compile(
     elif not quiet:
         from .runtime.report import human_bytes
 
-        devices = len({s.device for s in program.stages})
+        devices = len({s.device for s in program.stages} | {p.device for r in program.replicas for p in r.placements})
         moved = sum(t.nbytes for t in program.transfers)
+        replicas = f" ({len(program.replicas)} replicated, {sum(r.count for r in program.replicas)} replicas)"
         out_console.print(
-            f"compiled {len(program.stages)} stages on {devices} devices, {len(program.transfers)} transfers "
+            f"compiled {len(program.stages)} stages{replicas if program.replicas else ''} on {devices} devices, "
+            f"{len(program.transfers)} transfers "
             f"({human_bytes(moved)} per frame) → {out}"
         )
 
@@ -318,6 +320,23 @@ def fetch_runtime_cmd(
     out_console.print(f"{arch} TVM runtime: {fetch_runtime(arch, progress=say, force=force)}")
 
 
+@app.command("tune")
+@user_errors
+def tune_cmd(
+    out: Path = typer.Argument(..., help="An output compiled with --backend tvm."),
+    trials: int = typer.Option(64, "--trials", help="Schedules to try per hot kernel."),
+    budget: float = typer.Option(600.0, "--budget", help="Seconds of search for all stages together."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the report."),
+) -> None:
+    """Tune OUT's TVM CPU stages (meta-schedule), recompile them and report each stage's time before and after.
+
+    The tuned schedules are cached per (sub-model, target); later `compile --backend tvm` runs use them."""
+    from .tune import render, tune_output
+
+    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    out_console.print(render(tune_output(out, trials=trials, budget=budget, progress=say)))
+
+
 @import_app.command("autodice")
 @user_errors
 def import_autodice(
@@ -364,6 +383,14 @@ def run(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="With --emulate: a plan file whose devices and links "
                                           "to emulate, or a running cluster's name (default: OUT's own platform)."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=STATE_DIR_HELP),
+    cdc_wait: float = typer.Option(0.0, "--cdc-wait", help="Milliseconds a coded layer's merge waits for all of its "
+                                   "parts and parities before it decodes from the first k (default 0: the first k)."),
+    straggler: Optional[List[str]] = typer.Option(None, "--straggler", help="Fault injection: RANK:DELAY[:PROB] (that "
+                                                  "rank sleeps DELAY s before its sends, with probability PROB per "
+                                                  "frame) or random:DELAY (a seeded random part rank of a coded layer "
+                                                  "each frame); repeatable."),
+    rate: float = typer.Option(0.0, "--rate", help="Offer frames at this many per second (the input ranks are paced; "
+                               "latency then includes no queueing at the input). Default 0: as fast as possible."),
 ) -> None:
     """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link.
 
@@ -381,6 +408,9 @@ def run(
     if input and random:
         raise UsageError("give either --input or --random, not both")
     compiled = CompiledOutput.open(out)
+    from .backends.replica_records import refuse_mpi_with_replicas
+
+    refuse_mpi_with_replicas(compiled.manifest)
     chosen = checked_engine(compiled, engine)
     names = [spec.name for spec in compiled.manifest.model.outputs]
     if save_outputs is not None:
@@ -391,9 +421,19 @@ def run(
         if not save_outputs.resolve().parent.is_dir():
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
+    faults = {"cdc_wait_ms": cdc_wait, "stragglers": tuple(straggler or ()), "rate": rate}
+    if not chosen.per_stage and (cdc_wait or straggler or rate):
+        raise UsageError(f"--engine {engine} does not support --cdc-wait, --straggler or --rate",
+                         hint="the Python ranks (--engine onnxruntime or tvm) do")
     if compiled.manifest.cdc is not None and not json_out:
-        err_console.print("[yellow]edgec:[/] the cdc parity parts are computed and sent, but this edgec does not decode "
-                          "from them yet: the merge waits for every part (see the README's cdc section)")
+        from .runtime.cdc_merge import decodable
+
+        for entry in compiled.manifest.cdc.layers:
+            if not chosen.per_stage or not decodable(entry, entry.merge_stage):
+                why = (f"--engine {engine} does not decode" if not chosen.per_stage else
+                       "its merge stage computes one of its parts or parities itself")
+                err_console.print(f"[yellow]edgec:[/] coded layer '{entry.layer}' is not decoded ({why}): its merge "
+                                  "waits for every part")
     from .runtime.launcher import DEFAULT_TIMEOUT
     from .runtime.progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT
 
@@ -413,10 +453,11 @@ def run(
         say = (lambda _m: None) if json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
         result = run_emulated(out, feeds, emulate=cluster, state_dir=state_dir, progress=say, engine=engine,
                               frames=frames, warmup=warmup, hosts=hosts, keep_outputs=save_outputs is not None,
-                              workdir=workdir, **limits)
+                              workdir=workdir, **limits, **faults)
     else:
         result = chosen.run(out, feeds, frames=frames, warmup=warmup, hosts=hosts,
-                            keep_outputs=save_outputs is not None, workdir=workdir, **limits)
+                            keep_outputs=save_outputs is not None, workdir=workdir, **limits,
+                            **(faults if chosen.per_stage else {}))
     if save_outputs is not None:
         if save_outputs.suffix == ".npy":
             np.save(save_outputs, result.outputs[names[0]])
@@ -559,6 +600,7 @@ def explore_cmd(
     wire: Optional[str] = typer.Option(None, "--wire", help="Wire formats the search may choose per plan "
                                        "(`quantize wire`), from float32, fp16, int8 (default: float32)."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Calibration inputs for int8 wire plans."),
+    replicate: int = typer.Option(1, "--replicate", help="Most replicas per stage the DP may use (`replicate`; 1: none)."),
     out: Path = typer.Option(Path("explore"), "--out", "-o", help="Output directory (same rule as compile -o)."),
     force: bool = typer.Option(False, "--force", help="Write beside files edgec did not write (never deleting them)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
@@ -577,7 +619,7 @@ def explore_cmd(
     data = run_profile(loaded, profile, progress=say)
     doc = run_explore(loaded, data, out, objectives=objectives, budget_s=budget, points=points, max_plans=max_plans,
                       measure=measure, frames=frames, force=force, seed=seed, wires=wire, calibrate=calibrate,
-                      progress=say)
+                      replicate=replicate, progress=say)
     if json_out:
         emit("explore", {"ok": True, "out": str(out), **doc})
         return
@@ -592,7 +634,8 @@ def explore_cmd(
     for col in cols:
         table.add_column(col)
     for r in doc["plans"]:
-        cells = [r["plan"], str(r["stages"]), ",".join(r["devices"]), r["wire"], f"{r['throughput_fps']:.4g}",
+        devices = [("+".join((d, *extra))) for d, extra in zip(r["devices"], r.get("replicas") or [()] * len(r["devices"]))]
+        cells = [r["plan"], str(r["stages"]), ",".join(devices), r["wire"], f"{r['throughput_fps']:.4g}",
                  f"{r['latency_ms']:.4g}", f"{r['peak_memory_bytes'] / 2**20:.1f}",
                  f"{r['energy_j']:.4g}" if r["energy_j"] is not None else ""]
         if measured:

@@ -49,7 +49,9 @@ def output_json(root: Path) -> dict:
             "splits": [split.to_json() for split in m.splits],
             "quantization": m.quantization.to_json() if m.quantization is not None else None,
             "pruning": m.pruning.to_json() if m.pruning is not None else None,
-            **({"cdc": m.cdc.to_json()} if m.cdc is not None else {})}
+            **({"cdc": m.cdc.to_json()} if m.cdc is not None else {}),
+            **({"replicas": m.replicas.to_json()} if m.replicas is not None else {}),
+            **({"vta": m.section("vta").to_json()} if m.section("vta") is not None else {})}
 
 
 def _wire_json(m, tensor: str) -> dict:
@@ -105,6 +107,14 @@ def show_output(root: Path, console: Console) -> None:
         from .show_cdc import show_cdc
 
         show_cdc(m, console)
+    if m.replicas is not None:
+        from .show_replicas import show_replicas
+
+        show_replicas(m, console)
+    if m.section("vta") is not None:
+        from .show_vta import show_vta
+
+        show_vta(m.section("vta"), console)
     if m.splits:
         splits = Table(title="intra-layer splits (bytes per frame)")
         for col in ("layer", "kind", "part", "device", "receives", "sends", "halo", "merge on"):

@@ -11,6 +11,8 @@ from rich.table import Table
 
 def print_verify(report, out: Path, console: Console) -> None:
     where = f"{report.stages} stages{', mpirun' if report.mpi else ''}"
+    if getattr(report, "replica_frames", 0):
+        where += f", frames 0-{report.replica_frames - 1}: one on every replica"
     if not report.quantized:
         table = Table(title=f"edgec verify {out} ({where})")
         for col in ("output", "max abs err", "max rel err", "result"):

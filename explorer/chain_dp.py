@@ -36,9 +36,16 @@ class ChainOptimum:
         return 1.0 / self.period if self.period > 0 else float("inf")
 
 
-def chain_optimum(model: CostModel, order: list[int] | None = None, wires: tuple[str, ...] = ("float32",)) -> ChainOptimum:
-    """The DP above over devices in `order` (default: declaration order), the best over the wire formats."""
-    results = [_chain_optimum(model, order, wire) for wire in wires]
+def chain_optimum(model: CostModel, order: list[int] | None = None, wires: tuple[str, ...] = ("float32",),
+                  max_replicas: int = 1) -> ChainOptimum:
+    """The DP above over devices in `order` (default: declaration order), the best over the wire formats;
+    with `max_replicas` > 1, stages may also run as replicas on consecutive devices (`replicated_dp.py`)."""
+    if max_replicas > 1:
+        from .replicated_dp import replicated_chain_optimum
+
+        results = [replicated_chain_optimum(model, order, wire, max_replicas) for wire in wires]
+    else:
+        results = [_chain_optimum(model, order, wire) for wire in wires]
     return min(results, key=lambda r: r.period)
 
 

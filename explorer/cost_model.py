@@ -15,6 +15,9 @@ in the wire format (float32 ×1, fp16 ×½, int8 ×¼ for a float tensor; `wire_
                  + the runtime's measured overhead, refused when above the device's `mem`
     energy     = Σ_k power_active(d_k) · stage_k + power_idle(d_k) · (1/throughput − stage_k)
 
+A replicated stage (`Plan.replicas`) runs every r-th frame on each of its r devices: its stage
+time is the slowest replica's ÷ r (`replication.py`).
+
 A graph input is owned by the stage of its first reader; a tensor read by several later
 stages is sent to each once, over the link between its producer's and the reader's device.
 """
@@ -65,6 +68,8 @@ class Plan:
     devices: tuple[int, ...]
     wire: str = "float32"
     """How float tensors cross devices (`quantize wire fp16|int8`): scales every link's bytes."""
+    replicas: tuple[tuple[int, ...], ...] = ()
+    """Per stage, the devices of its further replicas (`replicate`; `replication.py`); () when none is replicated."""
 
 
 @dataclass
@@ -165,6 +170,10 @@ class CostModel:
         return WIRE_FACTORS[wire] * (1.0 if factors is None else float(factors[src, dst]))
 
     def evaluate(self, plan: Plan) -> PlanCost:
+        if any(plan.replicas):
+            from .replication import evaluate_replicated
+
+            return evaluate_replicated(self, plan)
         starts = np.asarray(plan.starts, dtype=np.int64)
         devices = np.asarray(plan.devices, dtype=np.int64)
         k = len(starts)

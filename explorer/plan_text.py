@@ -3,7 +3,8 @@
 The platform is written back from the lowered `Platform`, each quantity in the largest unit that
 holds it whole (`2GiB`, `100Mbit`, `2ms`), so an emitted file stands on its own and `edgec compile` takes it as
 it is. Stages are `place FIRST .. LAST on DEVICE threads N` ranges in the model's topological
-order, the last one `place *`; a plan whose tensors cross as fp16 or int8 ends with
+order, the last one `place *`; a replicated stage adds `replicate FIRST .. LAST on DEVICE, REPLICA, …`
+(its cost note is per frame, already ÷ r); a plan whose tensors cross as fp16 or int8 ends with
 `quantize wire fp16` (or `int8 calibrate "DIR"`: edgec never quantizes to int8 without data).
 """
 
@@ -93,6 +94,10 @@ def plan_text(plan: Plan, units: Units, names: tuple[str, ...], platform: Platfo
             lines.append(f"place * {where}{note}")
         else:
             lines.append(f"place {format_name(names[a])} .. {format_name(names[int(b)])} {where}{note}")
+        if plan.replicas and plan.replicas[k]:
+            targets = ", ".join(format_name(devices[d].name) for d in (device_index, *plan.replicas[k]))
+            lines.append(f"replicate {format_name(names[a])} .. {format_name(names[int(b)])} on {targets}"
+                         f"  # frame f on replica f mod {1 + len(plan.replicas[k])}")
     if plan.wire != "float32" and len(plan.starts) > 1:
         data = f" calibrate {quote(calibrate)}" if plan.wire == "int8" and calibrate else ""
         lines.append(f"quantize wire {plan.wire}{data}")

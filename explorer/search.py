@@ -8,7 +8,10 @@ full analytic model (`cost_model.py`), which also charges DAG skip tensors to th
 After each level, hill climbing (`local_search.py`) polishes the level's three fastest plans and
 the speed-balanced one (a fifth of the level's time), and the results join the next level's seeds. The memory constraint (each stage within its device's
 `mem`) is a pymoo inequality constraint;
-the front returned holds feasible plans only, non-dominated over all levels.
+the front returned holds feasible plans only, non-dominated over all levels. With `max_replicas` > 1
+the DP may replicate stages (`replicated_dp.py`); NSGA-II does not, so replicated plans enter the
+front through the DP's optimum and through the fastest plans seen, each given replicas on its idle
+devices (`replication.grow_replicas`: the DP's runs are consecutive devices, this reaches the rest).
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ def nondominated(candidates: list[Candidate], objectives: tuple[str, ...]) -> li
 def explore(model: CostModel, objectives: tuple[str, ...] = ("throughput", "latency", "memory"), *,
             budget_s: float = 20.0, population: int = 64, seed: int = 0, use_dp: bool = True,
             wires: tuple[str, ...] = ("float32",),
-            max_stages: int | None = None, progress: Callable[[str], None] = lambda _m: None) -> SearchResult:
+            max_stages: int | None = None, max_replicas: int = 1,
+            progress: Callable[[str], None] = lambda _m: None) -> SearchResult:
     try:
         from pymoo.algorithms.moo.nsga2 import NSGA2
     except ImportError:
@@ -152,7 +156,7 @@ def explore(model: CostModel, objectives: tuple[str, ...] = ("throughput", "late
     from pymoo.termination.max_time import TimeBasedTermination
 
     start = time.perf_counter()
-    optimum = chain_optimum(model, wires=wires) if use_dp else ChainOptimum(np.inf, None)
+    optimum = chain_optimum(model, wires=wires, max_replicas=max_replicas) if use_dp else ChainOptimum(np.inf, None)
     stats = {"best": np.inf, "at": 0.0, "start": start, "evaluations": 0, "history": []}
     seen: dict[Plan, PlanCost] = {}
     top = min(model.platform.count, model.units.count, max_stages or model.platform.count)
@@ -197,9 +201,22 @@ def explore(model: CostModel, objectives: tuple[str, ...] = ("throughput", "late
         records.append({"stages": stages, "seconds": time.perf_counter() - level_start,
                         "generations": int(result.algorithm.n_gen or 0), "front": len(level_front)})
         remaining = budget_s - (time.perf_counter() - start)
+    if max_replicas > 1:
+        _grow_fastest(model, seen, max_replicas)
     front = nondominated([Candidate(p, c) for p, c in seen.items()], objectives)
     return SearchResult(front, optimum, time.perf_counter() - start, stats["evaluations"], stats["at"], records,
                         stats["history"])
+
+
+def _grow_fastest(model: CostModel, seen: dict[Plan, PlanCost], max_replicas: int, count: int = 8) -> None:
+    """The `count` fastest feasible plans seen, each with replicas grown on its idle devices (`grow_replicas`)."""
+    from .replication import grow_replicas
+
+    fastest = sorted((p for p, c in seen.items() if c.feasible), key=lambda p: seen[p].period)[:count]
+    for plan in fastest:
+        grown = grow_replicas(model, plan, max_replicas)
+        if grown not in seen:
+            seen[grown] = model.evaluate(grown)
 
 
 def random_search(model: CostModel, objectives: tuple[str, ...], budget_s: float, seed: int = 0,

@@ -128,7 +128,8 @@ def row(name: str, cost: PlanCost, plan, platform: Platform) -> dict:
     return {"plan": name, "stages": len(plan.starts), "devices": [devices[d] for d in plan.devices], "wire": plan.wire,
             "throughput_fps": cost.throughput, "latency_ms": 1e3 * cost.latency,
             "peak_memory_bytes": int(cost.peak_memory), "energy_j": cost.energy if np.isfinite(cost.energy) else None,
-            "stage_ms": [round(1e3 * t, 4) for t in cost.stage_time]}
+            "stage_ms": [round(1e3 * t, 4) for t in cost.stage_time],
+            **({"replicas": [[devices[d] for d in extra] for extra in plan.replicas]} if any(plan.replicas) else {})}
 
 
 def _choose(front: list[Candidate], objectives: tuple[str, ...], limit: int) -> list[Candidate]:
@@ -169,11 +170,16 @@ def _measured_front(rows: list[dict]) -> list[str]:
 
 def run_explore(loaded: Loaded, profile: dict, out: Path, *, objectives: str | None = None, budget_s: float = 20.0,
                 points: int = 48, max_plans: int = 12, measure: int = 0, frames: int = 20, force: bool = False,
-                seed: int = 0, wires: str | None = None, calibrate: Path | None = None,
+                seed: int = 0, wires: str | None = None, calibrate: Path | None = None, replicate: int = 1,
                 progress: Progress = lambda _m: None) -> dict:
     from ..backends.output_dir import EXPLORE, EXPLORE_INDEX, atomic_directory, check_output_path
     from .plan_text import plan_text
 
+    if replicate < 1:
+        raise UsageError(f"--replicate must be at least 1 (replicas per stage), not {replicate}")
+    if replicate > 1 and measure:
+        raise UsageError("--measure runs plans with mpirun, which does not deal frames to replicas yet",
+                         hint="use --replicate without --measure, and `edgec verify` on the compiled plan")
     check_output_path(out, force=force, kind=EXPLORE)
     formats = parse_wires(wires, calibrate)
     facts, model = build_model(loaded, profile, points)
@@ -182,7 +188,8 @@ def run_explore(loaded: Loaded, profile: dict, out: Path, *, objectives: str | N
         progress(note)
     progress(f"{facts.size} nodes in {model.units.count} units ({model.units.count - 1} candidate split points), "
              f"{model.platform.count} devices; objectives {', '.join(chosen)}")
-    result = explore(model, chosen, budget_s=budget_s, seed=seed, wires=formats, progress=progress)
+    result = explore(model, chosen, budget_s=budget_s, seed=seed, wires=formats, max_replicas=replicate,
+                     progress=progress)
     if not result.front:
         raise UsageError("no plan fits in the devices' memory (every stage must fit its device's `mem`)",
                          hint="add devices or memory to the plan")

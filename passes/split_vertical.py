@@ -6,7 +6,8 @@ graph, so stage k only consumes tensors of stages < k and a pipeline of ranks ca
 
 Nodes go, in topological order, into the newest stage of their placement unless joining it
 would close a cycle in the stage graph (A → B → A): then the device gets a second stage.
-That keeps stages as large as possible while working on any DAG, not just chains.
+That keeps stages as large as possible while working on any DAG, not just chains. Stages the
+plan's `replicate` statements select then get their replicas (`passes/replicate.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..compiler.annotations import STAGE, placement_of
 from ..compiler.facts import Fact
 from ..compiler.pass_manager import Pass, PassResult
 from ..compiler.program import Program, Stage
+from .replicate import apply_replicas
 
 
 class SplitVertical(Pass):
@@ -62,8 +64,10 @@ class SplitVertical(Pass):
         for node in graph:
             node.meta[STAGE] = renumber[assignment[id(node)]]
         self._assign_input_owners(program)
-        devices = len({s.device for s in program.stages})
-        return PassResult(True, f"{len(program.stages)} stages on {devices} devices")
+        replicated = apply_replicas(program)
+        devices = len({s.device for s in program.stages} | {p.device for r in program.replicas for p in r.placements})
+        note = f", {replicated} replicated ({sum(r.count for r in program.replicas)} replicas)" if replicated else ""
+        return PassResult(True, f"{len(program.stages)} stages on {devices} devices{note}")
 
     @staticmethod
     def _assign_input_owners(program: Program) -> None:

@@ -10,6 +10,7 @@ TVM engine does not import TVM.
     onnxruntime  the ONNX sub-models in onnxruntime        (backend onnx, always there)
     tvm          each stage's TVM module, in Python        (backend tvm)
     cpp          the generated C++/MPI program             (backend cpp)
+    vta          VTA stages on the simulator, CPU fallbacks (backend vta; other stages in onnxruntime)
 """
 
 from __future__ import annotations
@@ -98,6 +99,24 @@ def _tvm_owns(session: Any) -> bool:
     return isinstance(session, TvmSession)
 
 
+def _vta_session(compiled: CompiledOutput, rank: int, threads: int | None, spin: bool) -> Any:
+    from .vta_stage import VtaSession
+
+    return VtaSession.for_stage(compiled, rank, threads, spin=spin)
+
+
+def _vta_kernel(session: Any) -> Any:
+    from .vta_stage import VtaKernel
+
+    return VtaKernel(session)
+
+
+def _vta_owns(session: Any) -> bool:
+    from .vta_stage import VtaSession
+
+    return isinstance(session, VtaSession)
+
+
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -156,3 +175,5 @@ register_engine(Engine("onnxruntime", "onnx", "the ONNX sub-models in onnxruntim
 register_engine(Engine("tvm", "tvm", "each stage's TVM module (--backend tvm)", _python_ranks("tvm"),
                        _tvm_session, _tvm_kernel, _tvm_owns))
 register_engine(Engine("cpp", "cpp", "the C++/MPI program (--backend cpp), built on first use", _cpp_program))
+register_engine(Engine("vta", "vta", "VTA stages on the VTA simulator, their fallbacks on the CPU (--backend vta)",
+                       _python_ranks("vta"), _vta_session, _vta_kernel, _vta_owns))

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..compiler.diagnostics import UsageError
 from .engines import checked_engine
+from .faults import parse_straggler
 from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stopped, tail
 from .inputs import RUN_INPUTS, stack_feeds
 from .outputs import CompiledOutput
@@ -117,12 +118,19 @@ def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[s
 
 
 def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
-                hosts: Path | None, engine: str = "onnxruntime", target: Any = None) -> list[str]:
+                hosts: Path | None, engine: str = "onnxruntime", target: Any = None, cdc_wait_ms: float = 0.0,
+                stragglers: tuple[str, ...] = (), rate: float = 0.0) -> list[str]:
     cmd = mpirun_prefix(compiled, hosts, target=target)
     if importlib.util.find_spec("mpi4py") is None:
         raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
     cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
             "--frames", str(frames), "--warmup", str(warmup), "--engine", engine]
+    if cdc_wait_ms > 0:
+        cmd += ["--cdc-wait", repr(float(cdc_wait_ms))]
+    for spec in stragglers:
+        cmd += ["--straggler", spec]
+    if rate > 0:
+        cmd += ["--rate", repr(float(rate))]
     return cmd + (["--keep-outputs"] if keep_outputs else [])
 
 
@@ -192,14 +200,23 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         hosts: str | Path | None = None, timeout: float | None = None, keep_outputs: bool = False,
         workdir: str | Path | None = None, engine: str = "onnxruntime",
         startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
-        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT, target: Any = None) -> RunResult:
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT, target: Any = None, cdc_wait_ms: float = 0.0,
+        stragglers: tuple[str, ...] = (), rate: float = 0.0) -> RunResult:
     """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
     stack of frames per input, cycled. Limits in seconds (None: off): `startup_timeout` until every
     rank is ready, then `stall_timeout` between finished frames; `timeout` for the whole run. `target`:
-    an emulated cluster to run in (`cluster.mpi.ClusterTarget`), instead of this machine's own network."""
+    an emulated cluster to run in (`cluster.mpi.ClusterTarget`), instead of this machine's own network.
+    `cdc_wait_ms`: how long a coded layer's merge waits for all its rows before decoding from the first k;
+    `stragglers`: `faults` specs (RANK:DELAY[:PROB] or random:DELAY); `rate`: frames offered per second by the
+    input ranks (0: as fast as the pipeline takes them)."""
     compiled = CompiledOutput.open(out)
     check_run_options(frames, warmup, timeout, startup_timeout=startup_timeout, stall_timeout=stall_timeout)
+    if not cdc_wait_ms >= 0:
+        raise UsageError("--cdc-wait must be at least 0 (milliseconds)")
+    if not 0 <= rate < float("inf"):
+        raise UsageError("--rate must be a finite number of frames per second (0: as fast as possible)")
+    stragglers = tuple(parse_straggler(spec, compiled.manifest).spec for spec in stragglers)
     checked_engine(compiled, engine, per_stage=True)
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
@@ -207,7 +224,8 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     rundir = make_rundir(workdir, "edgec-run-")
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
-                          hosts=Path(hosts) if hosts else None, engine=engine, target=target)
+                          hosts=Path(hosts) if hosts else None, engine=engine, target=target,
+                          cdc_wait_ms=cdc_wait_ms, stragglers=stragglers, rate=rate)
         np.savez(rundir / RUN_INPUTS, **stacks)
         if target is not None:
             target.prepare(compiled, rundir)

@@ -1,6 +1,7 @@
 """One MPI rank of `edgec run`: load this rank's stage, run the frame loop, hand results to rank 0.
 
     mpirun -np S python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
+        [--cdc-wait MS] [--straggler SPEC ...] [--rate FPS]
 
 Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
 (shared by all ranks): the input-owning ranks read `inputs.npz` there (`inputs.rank_inputs`),
@@ -25,7 +26,9 @@ from mpi4py import MPI
 
 from ..backends.manifest import Manifest
 from ..compiler.diagnostics import UsageError
+from .cdc_merge import CodedMerge, decodable
 from .failure import report_rank_error
+from .faults import parse_straggler, schedule
 from .inputs import rank_inputs
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
@@ -102,7 +105,20 @@ def _write_atomic(path: Path, write) -> None:
     tmp.replace(path)
 
 
-def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool, engine: str = "onnxruntime") -> None:
+def coded_merge(comm: MPI.Comm, manifest: Manifest, recvs: list, cdc_wait_ms: float) -> tuple[list, CodedMerge | None]:
+    """(the receives the loop keeps, the merge of the coded layers this rank decodes, if any)."""
+    rank = comm.Get_rank()
+    layers = [e for e in (manifest.cdc.layers if manifest.cdc is not None else ()) if decodable(e, rank)]
+    if not layers:
+        return recvs, None
+    rows = {name for e in layers for name in (*e.parts, *e.parities)}
+    coded = CodedMerge(comm, layers, [link for link in recvs if link.tensor in rows], len(manifest.transfers),
+                       wait_s=cdc_wait_ms / 1e3)
+    return [link for link in recvs if link.tensor not in rows], coded
+
+
+def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool, engine: str = "onnxruntime",
+             cdc_wait_ms: float = 0.0, stragglers: tuple[str, ...] = (), rate: float = 0.0) -> None:
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     state = open_progress(rundir, rank)
@@ -122,10 +138,13 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     host.Free()
     state[1] = SETUP
     session = compiled.engine_session(rank, engine, spin=host_threads <= (os.cpu_count() or 1))
+    recvs, coded = coded_merge(comm, manifest, recvs, cdc_wait_ms)
+    delays = schedule([parse_straggler(s, manifest) for s in stragglers], manifest, rank, warmup + frames)
     loop = FrameLoop(
         comm, recvs, sends, rank_inputs(manifest, rank, rundir), output_specs(session, known), kernel_for(session),
         tag_stride=len(manifest.transfers), keep=[spec.name for spec in mine] if keep_outputs else [],
         before_frame=crash_hook(rank), progress=state, send_latency=emulated_latency(rundir, rank, sends),
+        coded=coded, straggle=None if delays is None else delays.item, interval=1.0 / rate if rate > 0 else 0.0,
     )
     slow_start(rank)
     state[1] = READY
@@ -134,7 +153,11 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     stats = loop.run(warmup + frames, keep_from=warmup)
     loop.close()
     outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
-    record = {"rank": rank, "host": MPI.Get_processor_name(), "origin": origin, "stats": vars(stats)}
+    record = {"rank": rank, "host": MPI.Get_processor_name(), "origin": origin, "stats": vars(stats),
+              "straggled": 0 if delays is None else int(np.count_nonzero(delays[warmup:]))}
+    if coded is not None:
+        record["cdc"] = {"rebuilt": coded.rebuilt[warmup:], "errors": coded.errors, "late": coded.late,
+                         "part_ranks": coded.part_ranks()}
     records = comm.gather(record, root=0)
     if rank == 0:
         report = summarize(manifest, records, frames=frames, warmup=warmup)
@@ -153,10 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--keep-outputs", action="store_true")
     parser.add_argument("--engine", default="onnxruntime")
+    parser.add_argument("--cdc-wait", type=float, default=0.0)
+    parser.add_argument("--straggler", action="append", default=[])
+    parser.add_argument("--rate", type=float, default=0.0)
     args = parser.parse_args(argv)
     rank = MPI.COMM_WORLD.Get_rank()
     try:
-        run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs, args.engine)
+        run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs, args.engine, args.cdc_wait,
+                 tuple(args.straggler), args.rate)
     except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang the others
         report_rank_error(args.rundir, rank, exc, current_frame(args.rundir, rank))
         sys.stderr.flush()

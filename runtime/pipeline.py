@@ -20,6 +20,12 @@ consumer has matched them, which gives backpressure. A fast producer stays at mo
 ahead of its consumer instead of filling MPI's unexpected-message queue, so memory and
 latency stay bounded.
 
+Coded layers (`coded`, a `cdc_merge.CodedMerge`): at a merge rank the rows of the layers it
+decodes are not among `recvs`; the merge receives them into a ring of its own, the loop waits
+for k of each layer's k + R rows and lets it fill the kernel's buffers (rebuilding what is
+missing) just before the kernel runs. A straggler (`straggle(frame)` seconds, fault injection)
+sleeps after its kernel, before its sends, so its frame takes that much longer.
+
 Progress: the loop keeps (frame, phase) in a two-integer array (see `progress`), so a launcher
 that has to stop a stuck run can say which rank was doing what.
 """
@@ -28,13 +34,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 from mpi4py import MPI
 
 from ..compiler.tensor_types import nbytes
 from .progress import COMPUTE, DRAIN, FINISH, WAIT_INPUTS, WAIT_SENDS
+
+if TYPE_CHECKING:
+    from .cdc_merge import CodedMerge
 
 
 def _nothing(requests: list) -> None:
@@ -114,6 +123,12 @@ class FrameLoop:
     send_latency: Sequence[float] = ()
     """Seconds each send (by position in `sends`) starts after it is posted: an emulated link's latency
     (`cluster.latency`); empty or all zero: sends start at once."""
+    coded: "CodedMerge | None" = None
+    straggle: Callable[[int], float] | None = None
+    """Seconds to sleep after the kernel of each frame, before its sends (fault injection; None: never)."""
+    interval: float = 0.0
+    """Offered load: a rank that receives nothing starts frame k no earlier than k * interval seconds after the
+    loop starts (0: as fast as its consumers take the frames, the full-load figures)."""
 
     def __post_init__(self) -> None:
         self._recv_bufs = [{link.tensor: link.spec.empty() for link in self.recvs} for _ in range(2)]
@@ -121,8 +136,10 @@ class FrameLoop:
         self._stacks = {name: stack for name, stack in self.feeds.items() if len(stack) > 1}
         self._feed_bufs = [{name: np.empty_like(stack[0, ...]) if name in self._stacks else stack[0, ...]
                             for name, stack in self.feeds.items()} for _ in range(2)]
+        coded_bufs = self.coded.inputs if self.coded is not None else [{}, {}]
         for parity in range(2):
-            self.kernel.bind(parity, {**self._feed_bufs[parity], **self._recv_bufs[parity]}, self._out_bufs[parity])
+            self.kernel.bind(parity, {**self._feed_bufs[parity], **self._recv_bufs[parity], **coded_bufs[parity]},
+                             self._out_bufs[parity])
         self._recv_reqs = [[self.comm.Recv_init([self._recv_bufs[p][link.tensor], MPI.BYTE], link.peer,
                                                 link.tag + p * self.tag_stride) for link in self.recvs] for p in range(2)]
         self._send_reqs = [[self.comm.Ssend_init([self.tensor(p, link.tensor), MPI.BYTE], link.peer,
@@ -135,7 +152,8 @@ class FrameLoop:
 
     def tensor(self, parity: int, name: str) -> np.ndarray:
         """A tensor of the frame in buffer set `parity`: a kernel output, a feed, or a received tensor."""
-        for table in (self._out_bufs[parity], self._feed_bufs[parity], self._recv_bufs[parity]):
+        coded = self.coded.inputs[parity] if self.coded is not None else {}
+        for table in (self._out_bufs[parity], self._feed_bufs[parity], self._recv_bufs[parity], coded):
             if name in table:
                 return table[name]
         raise KeyError(f"tensor '{name}' is neither computed, fed nor received by this stage")
@@ -144,6 +162,8 @@ class FrameLoop:
         """Free the persistent requests (the loop cannot run afterwards)."""
         if self._delayed is not None:
             self._delayed.close()
+        if self.coded is not None:
+            self.coded.close()
         for request in [r for reqs in self._recv_reqs + self._send_reqs for r in reqs]:
             request.Free()
         self._recv_reqs = self._send_reqs = [[], []]
@@ -164,14 +184,23 @@ class FrameLoop:
             start_sends, wait_sends = self._delayed.start, self._delayed.wait
         for frame in range(min(2, frames)):
             start_all(recv_reqs[frame & 1])
+        coded, straggle = self.coded, self.straggle
+        if coded is not None:
+            coded.start(frames)
         progress, kernel, hook, kept = memoryview(self.progress), self.kernel, self.before_frame, self.kept
         stacks, feed_bufs = self._stacks, self._feed_bufs
+        interval = self.interval if not self.recvs and coded is None else 0.0
+        release = now()
         times: list[tuple[float, float, float, float, float]] = []
         for frame in range(frames):
             p = frame & 1
             progress[0], progress[1] = frame, WAIT_INPUTS
+            if interval > 0 and (ahead := release + frame * interval - now()) > 0:
+                time.sleep(ahead)
             t0 = now()
             wait_recvs(recv_reqs[p])
+            if coded is not None:
+                coded.wait_rows(frame)
             progress[1] = WAIT_SENDS
             t1 = now()
             wait_sends(send_reqs[p])
@@ -181,7 +210,11 @@ class FrameLoop:
             t2 = now()
             for name, stack in stacks.items():
                 np.copyto(feed_bufs[p][name], stack[(frame - keep_from) % len(stack)])
+            if coded is not None:
+                coded.fill(frame, p)
             kernel.run(p)
+            if straggle is not None and (delay := straggle(frame)) > 0:
+                time.sleep(delay)
             t3 = now()
             if frame + 2 < frames:
                 start_all(recv_reqs[p])
@@ -193,5 +226,7 @@ class FrameLoop:
             times.append((t0, t1, t2, t3, t4))
         progress[1] = DRAIN
         wait_sends(send_reqs[0] + send_reqs[1])
+        if coded is not None:
+            coded.drain()
         progress[1] = FINISH
         return FrameStats.from_times(np.array(times, dtype=np.float64).reshape(-1, 5))

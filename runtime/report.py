@@ -58,7 +58,50 @@ def summarize(manifest: Manifest, records: list[dict], *, frames: int, warmup: i
         "efficiency": throughput * slowest["compute_ms"] / 1e3,
         "stages": stages,
         "links": link_bytes(manifest, frames, span),
-    }
+    } | coded_figures(records) | vta_figures(manifest, stages)
+
+
+def vta_figures(manifest: Manifest, stages: list[dict]) -> dict:
+    """Per VTA stage: the cycle model's cycles per frame (per sample times the batch) and their time at
+    the VTA clock, next to the host's measured compute time (the simulator under `--engine vta`)."""
+    from ..backends.vta.section import VtaSection
+
+    section = manifest.section("vta")
+    if not isinstance(section, VtaSection):
+        return {}
+    host = {s["rank"]: s["compute_ms"] for s in stages}
+    rows = []
+    for stage in section.stages:
+        sig = manifest.stages[stage.rank].signature
+        batch = int(sig.inputs[0].shape[0]) if sig is not None and sig.inputs and sig.inputs[0].shape else 1
+        cycles = stage.cycles * batch
+        rows.append({"rank": stage.rank, "device": stage.device, "layers": len(stage.layers),
+                     "fallbacks": len(stage.fallbacks), "cycles_per_frame": cycles,
+                     "vta_ms": 1e3 * cycles / stage.clock_hz, "host_compute_ms": host.get(stage.rank)})
+    return {"vta": rows}
+
+
+def coded_figures(records: list[dict]) -> dict:
+    """The `cdc` figures of the merge ranks (measured frames only) and which ranks were made to straggle: empty
+    when nothing was coded or delayed. `recovery_error`: per rebuilt part whose late row came after all, the largest
+    |rebuilt - arrived| over the largest |arrived| (warm-up frames included), the worst over all parts."""
+    straggled = {str(r["rank"]): r["straggled"] for r in records if r.get("straggled")}
+    merges = [r for r in records if "cdc" in r]
+    if not merges and not straggled:
+        return {}
+    frames_recovered, by_rank, errors, late = 0, {}, {}, 0
+    for r in merges:
+        owner = r["cdc"]["part_ranks"]
+        frames_recovered += sum(1 for rebuilt in r["cdc"]["rebuilt"] if rebuilt)
+        for rebuilt in r["cdc"]["rebuilt"]:
+            for name in rebuilt:
+                by_rank[str(owner[name])] = by_rank.get(str(owner[name]), 0) + 1
+        errors.update(r["cdc"]["errors"])
+        late += r["cdc"]["late"]
+    return {"cdc": {"decoding_ranks": [r["rank"] for r in merges], "frames_recovered": frames_recovered,
+                    "parts_recovered_by_rank": dict(sorted(by_rank.items(), key=lambda kv: int(kv[0]))),
+                    "late_parts_compared": late, "recovery_error": max(errors.values(), default=None),
+                    "straggled_frames_by_rank": straggled}}
 
 
 def link_bytes(manifest: Manifest, frames: int, seconds: float) -> list[dict]:
@@ -114,3 +157,23 @@ def render(report: dict, console: Console, title: str) -> None:
                           tensors if len(tensors) <= 40 else tensors[:37] + "…", human_bytes(link["bytes_per_frame"]),
                           human_bytes(link["bytes_total"]), f"{link['mb_per_s']:.1f}")
         console.print(links)
+    if report.get("vta"):
+        vta = Table(title="VTA stages (simulated; cycle model at the VTA clock)")
+        for col in ("rank", "device", "layers on VTA", "CPU fallbacks", "cycles/frame", "VTA ms", "host compute ms"):
+            vta.add_column(col, justify="left" if col == "device" else "right")
+        for v in report["vta"]:
+            host = "" if v["host_compute_ms"] is None else f"{v['host_compute_ms']:.3f}"
+            vta.add_row(str(v["rank"]), v["device"], str(v["layers"]), str(v["fallbacks"]),
+                        f"{v['cycles_per_frame']:,}", f"{v['vta_ms']:.3f}", host)
+        console.print(vta)
+    if "cdc" in report:
+        cdc = report["cdc"]
+        by_rank = ", ".join(f"rank {r}: {n}" for r, n in cdc["parts_recovered_by_rank"].items()) or "none"
+        delayed = ", ".join(f"rank {r}: {n}" for r, n in cdc["straggled_frames_by_rank"].items()) or "none"
+        error = "n/a (no rebuilt part arrived late)" if cdc["recovery_error"] is None else f"{cdc['recovery_error']:.2e}"
+        table = Table(title="coded layers (cdc)")
+        for col in ("decoding ranks", "frames recovered", "parts recovered", "recovery error", "straggled frames"):
+            table.add_column(col)
+        table.add_row(", ".join(map(str, cdc["decoding_ranks"])) or "none",
+                      f"{cdc['frames_recovered']} of {report['frames']}", by_rank, error, delayed)
+        console.print(table)

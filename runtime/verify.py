@@ -39,6 +39,7 @@ from .dataset import Dataset
 from .engines import checked_engine
 from .inputs import check_inputs, load_inputs, random_inputs
 from .outputs import CompiledOutput
+from ..backends.replica_records import refuse_mpi_with_replicas
 
 Feeds = Mapping[str, np.ndarray] | Sequence[str | os.PathLike] | str | os.PathLike | None
 """The inputs of `verify`: arrays by input name, input files (`edgec verify --input`), or None (random)."""
@@ -70,6 +71,8 @@ class VerifyReport:
     quantized: bool = False
     agreement: list[OutputAgreement] = field(default_factory=list)
     dataset: DatasetAccuracy | None = None
+    replica_frames: int = 0
+    """With replicated stages: frames 0 … n−1 were checked, so replica f mod r of every stage computed one."""
 
     @property
     def ok(self) -> bool:
@@ -81,7 +84,8 @@ class VerifyReport:
         return {"ok": self.ok, "tolerance": self.tolerance, "stages": self.stages, "mpi": self.mpi,
                 "engine": self.engine, "outputs": [dataclasses.asdict(o) for o in self.outputs],
                 "quantized": self.quantized, "agreement": [a.to_json() for a in self.agreement],
-                "dataset": self.dataset.to_json() if self.dataset is not None else None}
+                "dataset": self.dataset.to_json() if self.dataset is not None else None,
+                **({"replica_frames": self.replica_frames} if self.replica_frames else {})}
 
 
 def run_stages(compiled: CompiledOutput, feeds: dict[str, np.ndarray], engine: str = "onnxruntime",
@@ -174,9 +178,14 @@ def verify(
     reference = compiled.reference_model(model)
     quantized = compiled.manifest.quantization is not None or compiled.manifest.pruning is not None
     distributed = mpi or not chosen.per_stage
+    if distributed:
+        refuse_mpi_with_replicas(compiled.manifest)
     if dataset is not None:
         report = _verify_dataset(compiled, Path(dataset), reference, engine, distributed, quantized, tolerance,
                                  DEFAULT_MAX_DROP if max_drop is None else max_drop)
+        return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
+    if compiled.manifest.replicas is not None:
+        report = _verify_replicas(compiled, feeds, seed, reference, engine, quantized, tolerance)
         return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
     frames = _frames(compiled, feeds, seed)
     if distributed:
@@ -193,6 +202,55 @@ def verify(
     return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
 
 
+def _verify_replicas(compiled: CompiledOutput, feeds: Feeds, seed: int, reference: Path, engine: str,
+                     quantized: bool, tolerance: float) -> VerifyReport:
+    """Frames 0 … R−1 (R: the most replicas of any stage; random inputs from seed + f, or the given ones)
+    in process, frame f through replica f mod r of each stage, loaded from that replica's own copy of
+    the sub-model (`replicas[i].model`), each compared with the unsplit model; the worst error per output."""
+    dealt = max(len(s.replicas) for s in compiled.manifest.replicas.stages)
+    sessions_for = _dealt_sessions(compiled, engine)
+    agreement, worst = AgreementMeter(), {}
+    for frame in range(dealt):
+        frames = _frames(compiled, feeds, seed + frame)
+        actual = run_stages(compiled, frames, engine, sessions_for(frame))
+        expected = run_reference(reference, frames, list(actual))
+        agreement.add(actual, expected)
+        for error in ([] if quantized else compare(actual, expected, tolerance).outputs):
+            known = worst.get(error.name)
+            worst[error.name] = error if known is None else OutputError(
+                error.name, max(known.max_abs, error.max_abs), max(known.max_rel, error.max_rel), known.ok and error.ok)
+    return VerifyReport(list(worst.values()), tolerance, quantized=quantized,
+                        agreement=agreement.results() if quantized else [], replica_frames=dealt)
+
+
+def _dealt_sessions(compiled: CompiledOutput, engine: str):
+    """frame f → the sessions (one per stage) that compute it: replica f mod r of each replicated stage, on
+    that replica's own sub-model file (`replicas[i].model`), else the stage's own session."""
+    info = compiled.manifest.replicas
+    own = [compiled.engine_session(stage.rank, engine) for stage in compiled.stages]
+    if info is None:
+        return lambda _frame: own
+    copies = {(s.stage, r.replica): _replica_session(compiled, r.model, r.threads, engine)
+              for s in info.stages for r in s.replicas[1:]}
+    return lambda frame: [copies.get((k, frame % info.count(k)), session) for k, session in enumerate(own)]
+
+
+def _replica_session(compiled: CompiledOutput, model: str, threads: int | None, engine: str) -> ort.InferenceSession:
+    """A further replica's session on its own sub-model file (replicas are written by the onnx backend only)."""
+    if engine != "onnxruntime":
+        raise UsageError(f"in-process verify runs replicated stages with onnxruntime, not --engine {engine}",
+                         hint="leave --engine out")
+    path = compiled.root / model
+    if not path.is_file():
+        raise UsageError(f"replica sub-model '{path}' is missing")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.log_severity_level = threads or 1, 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"onnxruntime cannot load replica sub-model '{path}': {first_line(exc)}") from None
+
+
 def _verify_dataset(compiled: CompiledOutput, path: Path, reference: Path, engine: str, distributed: bool,
                     quantized: bool, tolerance: float, max_drop: float) -> VerifyReport:
     """Every sample of the data set through the program and the float model, accumulated as it goes."""
@@ -205,9 +263,9 @@ def _verify_dataset(compiled: CompiledOutput, path: Path, reference: Path, engin
             results = in_chunks(data.samples(), lambda stacked, n: runner.run(
                 compiled.root, stacked, frames=n, keep_outputs=True).outputs)
         else:
-            sessions = [compiled.engine_session(stage.rank, engine) for stage in compiled.stages]
-            results = ((feeds, run_stages(compiled, feeds, engine, sessions), labels)
-                       for feeds, labels in data.samples())
+            sessions_for = _dealt_sessions(compiled, engine)
+            results = ((feeds, run_stages(compiled, feeds, engine, sessions_for(n)), labels)
+                       for n, (feeds, labels) in enumerate(data.samples()))
         agreement, accuracy = AgreementMeter(), AccuracyMeter(scored.name)
         worst: dict[str, OutputError] = {}
         for feeds, actual, labels in results:

@@ -5,6 +5,9 @@ layer's attributes, and return a `CompiledLayer`: the instruction stream, the mi
 DRAM image (packed input NCHW1n16c, weights OIHW16o16i, bias, output), ready for the simulator,
 the lint and the cycle model. Requantisation is `clip((acc + bias + 2^(shift-1)) >> shift)`,
 the rounding constant folded into the bias, so the ALU runs ADD, SHR, MAX, MIN per output vector.
+A per-output-channel shift (an array) is loaded into the accumulators beside the bias and applied
+with a register-operand SHR: the HLS ALU (`vta.cc`) shifts each lane by the low bits of the
+`src` lane, so amounts 0..15 behave as the immediate form; the lint checks the loaded values.
 
 Tiling: output channels in groups of `toc` 16-channel blocks (a group's weights fill one half of
 WGT), output rows in tiles of `th` rows at full width (their accumulators fill one half of ACC),
@@ -28,7 +31,7 @@ from ..compiler.diagnostics import UsageError
 from .isa import DEFAULT, AluInsn, AluOp, FinishInsn, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
 from .program import DramBuilder, VtaProgram
 
-BIAS_SLOTS = 32  # accumulator entries kept for one group's bias
+BIAS_SLOTS = 32  # accumulator entries kept for one group's bias (and as many for its shifts)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,11 @@ def pack_weight(w: np.ndarray, block: int = 16) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, stride: int = 1,
-           pads: tuple[int, int, int, int] = (0, 0, 0, 0), shift: int = 0,
-           clip: tuple[int, int] = (-127, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
+           pads: tuple[int, int, int, int] = (0, 0, 0, 0), shift: int | np.ndarray = 0,
+           clip: tuple[int, int] = (-128, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
     """An int8 Conv (groups 1, dilation 1) with bias, requantisation by `shift` and clip to `clip`.
+
+    `shift` is one amount or one per output channel (O,); equal amounts use the immediate SHR.
 
     `x` is (1, C, H, W) int8, `w` (O, C, KH, KW) int8, `bias` (O,) int32; `pads` are ONNX's
     (top, left, bottom, right). ReLU is clip (0, 127); ONNX Clip gives its own int8 bounds.
@@ -96,8 +101,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, stri
         raise UsageError(f"VTA conv: batch {x.shape[0]} not supported (BATCH=1 hardware; split the batch)")
     if stride not in (1, 2):
         raise UsageError(f"VTA conv: stride {stride} not supported (1 or 2)")
-    if not 0 <= shift <= 15:
-        raise UsageError(f"VTA requantisation shift {shift} outside 0..15 (the portable SHR range)")
+    shift = _shift_amounts(shift, w.shape[0])
     lo, hi = clip
     if not -128 <= lo <= hi <= 127:
         raise UsageError(f"VTA clip bounds {clip} must lie in -128..127")
@@ -110,8 +114,20 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, stri
     return _Conv(x, w, bias, stride, pads, shift, clip, config).compile()
 
 
-def gemm(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, shift: int = 0,
-         clip: tuple[int, int] = (-127, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
+def _shift_amounts(shift, channels: int) -> int | np.ndarray:
+    """One int when every channel shifts alike (immediate SHR), else the (channels,) int32 array."""
+    arr = np.asarray(shift)
+    if arr.ndim and arr.shape != (channels,):
+        raise UsageError(f"VTA requantisation: {arr.shape} shifts for {channels} output channels")
+    if np.any(arr < 0) or np.any(arr > 15):
+        raise UsageError(f"VTA requantisation shift {arr.min()}..{arr.max()} outside 0..15 (the portable SHR range)")
+    if arr.ndim == 0 or np.all(arr == arr.reshape(-1)[0]):
+        return int(arr.reshape(-1)[0])
+    return arr.astype(np.int32)
+
+
+def gemm(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, shift: int | np.ndarray = 0,
+         clip: tuple[int, int] = (-128, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
     """Y = clip(((A · Wᵀ + bias) + 2^(shift-1)) >> shift) for int8 A (M, K) and W (N, K).
 
     Runs as a 1x1 convolution whose "pixels" are the rows of A, laid out W' ≤ 64 per row.
@@ -135,7 +151,7 @@ def gemm(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, shift:
 
 
 def add(a: np.ndarray, b: np.ndarray, *, shift_a: int = 0, shift_b: int = 0, shift: int = 0,
-        clip: tuple[int, int] = (-127, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
+        clip: tuple[int, int] = (-128, 127), config: VtaConfig = DEFAULT) -> CompiledLayer:
     """A residual Add of two int8 NCHW tensors: clip(((a << shift_a) + (b << shift_b) + 2^(shift-1)) >> shift).
 
     VTA's ALU only reads accumulators, and LOAD ACC reads int32 from DRAM; so the two int8
@@ -172,17 +188,25 @@ class _Conv:
         if self.Ho < 1 or self.Wo < 1:
             raise UsageError(f"VTA conv: kernel {self.KH}x{self.KW} larger than the padded input")
         self.Wp = self.W + self.pl + self.pr
-        self.shift, self.clip = shift, clip
+        self.per_channel = isinstance(shift, np.ndarray)
+        self.shift, self.clip = (0 if self.per_channel else shift), clip
         self.x, self.w = x, w
-        rounding = (1 << (shift - 1)) if shift else 0
-        b = np.zeros(self.OCB * blk, np.int64)
-        b[: self.O] = bias + rounding
+        amounts = np.zeros(self.OCB * blk, np.int64)
+        amounts[: self.O] = shift
+        rounding = np.where(amounts > 0, np.left_shift(1, np.maximum(amounts - 1, 0)), 0)
+        self.has_shift = bool(np.any(amounts))
+        self.shifts = amounts.astype(np.int32).reshape(self.OCB, blk)
+        b = rounding.copy()
+        b[: self.O] += bias
         self.bias = b.astype(np.uint32).view(np.int32).reshape(self.OCB, blk)  # wraps like the ALU
         self.macs = self.Ho * self.Wo * self.O * self.C * self.KH * self.KW
         self.inp_half = config.depth[Mem.INP] // 2
         self.wgt_half = config.depth[Mem.WGT] // 2
-        self.acc_half = (config.depth[Mem.ACC] - BIAS_SLOTS) // 2
+        reserved = BIAS_SLOTS * (2 if self.per_channel else 1)
+        self.acc_half = (config.depth[Mem.ACC] - reserved) // 2
         self.bias_base = 2 * self.acc_half
+        self.shift_base = self.bias_base + BIAS_SLOTS
+        self.alu_sets = 4 if self.per_channel else 2
 
     # ---- planning -----------------------------------------------------------------------------
     def _rows(self, th: int) -> int:
@@ -199,7 +223,7 @@ class _Conv:
         wpars = 2 if groups > 1 else 1
         combos = 2 if chunks == 1 else (2 if chunks % 2 == 0 else 4) * chunks
         combos = min(combos, _blocks(groups, wpars) * tiles * chunks)
-        return 2 * toc * self.Wo, combos * self.KH * self.KW * toc * self.Wo, wpars
+        return self.alu_sets * toc * self.Wo, combos * self.KH * self.KW * toc * self.Wo, wpars
 
     def _uop_reload(self, toc: int, th: int) -> bool:
         """Whether the UOP buffer cannot hold every kernel, so each group reloads its WGT half's set."""
@@ -221,7 +245,7 @@ class _Conv:
         chunks = _blocks(self.ICB, self._chunk(th))
         rows = self._rows(th)
         acc = toc * th * self.Wo
-        n_alu = 3 + (self.shift > 0)
+        n_alu = 3 + self.has_shift
         issue = 1  # cycles per instruction, as in the cycle model
         compute = acc * (self.KH * self.KW * self.ICB + 1 + n_alu) + toc * e[Mem.ACC] // bus
         compute += issue * (self.KH * self.KW * chunks + 2 + n_alu)
@@ -265,6 +289,7 @@ class _Conv:
         r_inp = dram.add("inp", pack_activation(self.x, c.block))
         r_wgt = dram.add("wgt", pack_weight(self.w, c.block))
         r_bias = dram.add("bias", self.bias)
+        r_shift = dram.add("shift", self.shifts) if self.per_channel else None
 
         # steps: (group, first output row, rows, output blocks, input-chunk); a tile is one
         # (group, rows) pair and owns an ACC half; each step owns an INP half
@@ -278,9 +303,12 @@ class _Conv:
         alu_at, gemm_at = {}, {}
         alu_parts = [(par * self.acc_half + obl * th * Wo + col, self.bias_base + obl, np.zeros_like(obl))
                      for par in (0, 1)]
+        if self.per_channel:  # SHR reads ACC[shift_base + block]
+            alu_parts += [(par * self.acc_half + obl * th * Wo + col, self.shift_base + obl, np.zeros_like(obl))
+                          for par in (0, 1)]
         for par in (0, 1):
             alu_at[par] = par * obl.size
-        n_alu = 2 * obl.size
+        n_alu = self.alu_sets * obl.size
         sets: dict[int, list] = {0: [], 1: []}  # GEMM kernels per WGT half, offsets relative to the set
         rel: dict = {}
         for si, (t, ch) in enumerate(steps):
@@ -362,6 +390,10 @@ class _Conv:
                     cp.append(MemInsn(opcode=Opcode.LOAD, mem_type=Mem.ACC, sram_base=self.bias_base,
                                       dram_base=r_bias.element(Mem.ACC, c) + g * toc, y_size=1, x_size=tc,
                                       x_stride=tc))
+                    if self.per_channel:
+                        cp.append(MemInsn(opcode=Opcode.LOAD, mem_type=Mem.ACC, sram_base=self.shift_base,
+                                          dram_base=r_shift.element(Mem.ACC, c) + g * toc, y_size=1, x_size=tc,
+                                          x_stride=tc))
                 cp.append(GemmInsn(reset=True, uop_bgn=a0, uop_end=a0 + na, pop_next=t >= 2, **loops))
             u_base = gemm_at[si % 2, par, g % 2 if p.groups > 1 else 0, ch]
             for tap in range(taps):
@@ -372,7 +404,10 @@ class _Conv:
             cp[-1] = replace(cp[-1], push_prev=True)
             if last_chunk:
                 cp.append(AluInsn(alu_op=AluOp.ADD, uop_bgn=a0, uop_end=a0 + na, **loops))
-                if self.shift:
+                if self.per_channel:
+                    s0 = a0 + 2 * obl.size
+                    cp.append(AluInsn(alu_op=AluOp.SHR, use_imm=False, uop_bgn=s0, uop_end=s0 + na, **loops))
+                elif self.shift:
                     cp.append(AluInsn(alu_op=AluOp.SHR, use_imm=True, imm=self.shift, uop_bgn=a0,
                                       uop_end=a0 + na, **loops))
                 cp.append(AluInsn(alu_op=AluOp.MAX, use_imm=True, imm=self.clip[0], uop_bgn=a0,

@@ -3,7 +3,8 @@ differently.
 
 Rules (each finding names one):
   sim-only-alu     ALU MUL or an unknown ALU opcode: only upstream's functional simulator has them
-  shift-range      SHR by an immediate outside 0..15, or by a register (amount unknown statically)
+  shift-range      SHR by an immediate outside 0..15, or by a register whose ACC entries were not
+                   loaded (LOAD ACC) with amounts in 0..15
   field-overflow   a value that does not fit its instruction field (it would be silently cut)
   sram-range       a LOAD, STORE, GEMM or ALU index past the end of its on-chip buffer
   dram-range       a LOAD or STORE past the end of the DRAM image
@@ -46,6 +47,7 @@ def lint(program: VtaProgram) -> list[LintFinding]:
     c = program.config
     out: list[LintFinding] = []
     uop = np.zeros((3, c.depth[Mem.UOP]), np.int64)
+    shift_ok = np.zeros(c.depth[Mem.ACC], bool)  # ACC entries last written by a LOAD of amounts in 0..15
     last_dst = None  # ACC index the previous compute micro-op wrote
 
     def add(rule, i, msg):
@@ -58,16 +60,20 @@ def lint(program: VtaProgram) -> list[LintFinding]:
             add("token-bits", i, f"{bit} set on a {type(insn).__name__} of a module without that queue")
         if isinstance(insn, MemInsn):
             _lint_mem(i, insn, program, uop, add)
+            _track_shift_loads(insn, program, shift_ok)
         elif isinstance(insn, (GemmInsn, AluInsn)):
             if isinstance(insn, AluInsn):
                 if insn.alu_op not in HARDWARE_ALU:
                     add("sim-only-alu", i, f"ALU opcode {int(insn.alu_op)} exists only in the functional simulator")
                 if insn.alu_op == AluOp.SHR:
-                    if not insn.use_imm:
-                        add("shift-range", i, "SHR by a register operand: the amount is not known to lie in 0..15")
+                    if not insn.use_imm and not _register_shifts_ok(insn, uop, shift_ok):
+                        add("shift-range", i, "SHR by a register operand whose ACC entries were not loaded with "
+                                              "amounts in 0..15")
                     elif not 0 <= insn.imm <= MAX_PORTABLE_SHIFT:
                         add("shift-range", i, f"SHR by {insn.imm}: only 0..15 behave the same on every implementation")
             last_dst = _lint_compute(i, insn, uop, c, add, last_dst)
+            dst = _indices(insn, uop, 0, insn.dst_factor_out, insn.dst_factor_in)
+            shift_ok[dst[dst < shift_ok.size]] = False
     if not program.insns or not isinstance(program.insns[-1], FinishInsn):
         add("no-finish", -1, "the program does not end with FINISH")
     if not any(f.rule == "token-bits" for f in out):
@@ -120,6 +126,40 @@ def _lint_mem(i, insn: MemInsn, program: VtaProgram, uop, add) -> None:
         e = c.elem_bytes[Mem.UOP]
         words = program.dram[insn.dram_base * e:(insn.dram_base + insn.x_size) * e].view(np.uint32)
         uop[:, insn.sram_base:insn.sram_base + insn.x_size] = np.stack(decode_uops(words, c))
+
+
+def _indices(insn, uop, row: int, fo: int, fi: int) -> np.ndarray:
+    if insn.uop_end > uop.shape[1] or insn.uop_bgn > insn.uop_end:
+        return np.zeros(0, np.int64)
+    k = np.arange(insn.uop_bgn, insn.uop_end)
+    o = np.arange(insn.iter_out)[:, None, None]
+    n = np.arange(insn.iter_in)[None, :, None]
+    return (uop[row, k][None, None, :] + o * fo + n * fi).reshape(-1)
+
+
+def _track_shift_loads(insn: MemInsn, program: VtaProgram, shift_ok: np.ndarray) -> None:
+    """Mark the ACC entries a LOAD ACC fills with lanes all in 0..15 (zero padding included)."""
+    c = program.config
+    if insn.opcode != Opcode.LOAD or insn.mem_type != Mem.ACC or insn.is_nop:
+        return
+    lanes = c.elem_bytes[Mem.ACC] // 4
+    rows_y, rows_x = insn.y_size + insn.y_pad_0 + insn.y_pad_1, insn.x_size + insn.x_pad_0 + insn.x_pad_1
+    block = np.zeros((rows_y, rows_x, lanes), np.int64)
+    acc = program.dram[: program.dram.size // 4 * 4].view(np.int32)
+    for y in range(insn.y_size):
+        start = (insn.dram_base + y * insn.x_stride) * lanes
+        data = acc[start:start + insn.x_size * lanes]
+        if data.size != insn.x_size * lanes:
+            return
+        block[insn.y_pad_0 + y, insn.x_pad_0:insn.x_pad_0 + insn.x_size] = data.reshape(-1, lanes)
+    ok = np.all((block >= 0) & (block <= MAX_PORTABLE_SHIFT), axis=-1).reshape(-1)
+    end = min(insn.sram_base + ok.size, shift_ok.size)
+    shift_ok[insn.sram_base:end] = ok[: end - insn.sram_base]
+
+
+def _register_shifts_ok(insn: AluInsn, uop: np.ndarray, shift_ok: np.ndarray) -> bool:
+    src = _indices(insn, uop, 1, insn.src_factor_out, insn.src_factor_in)
+    return bool(src.size == 0 or (src.max() < shift_ok.size and shift_ok[src].all()))
 
 
 def _lint_compute(i, insn, uop, c, add, last_dst):

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def _requant(acc: np.ndarray, shift: int, clip: tuple[int, int]) -> np.ndarray:
-    acc = acc + ((1 << (shift - 1)) if shift else 0)
+def _requant(acc: np.ndarray, shift, clip: tuple[int, int]) -> np.ndarray:
+    """`shift` is one amount or one per output channel (axis 1 of `acc`)."""
+    shift = np.asarray(shift, np.int64)
+    if shift.ndim:
+        shift = shift.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    acc = acc + np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
     acc = acc.astype(np.int64).astype(np.uint32).view(np.int32).astype(np.int64)  # int32 wrap
     return np.clip(acc >> shift, clip[0], clip[1]).astype(np.int8)
 
 
-def conv2d(x, w, bias=None, *, stride=1, pads=(0, 0, 0, 0), shift=0, clip=(-127, 127)) -> np.ndarray:
+def conv2d(x, w, bias=None, *, stride=1, pads=(0, 0, 0, 0), shift=0, clip=(-128, 127)) -> np.ndarray:
     """int8 NCHW Conv, groups 1, via an im2col of strided views and one int64 matmul."""
     pt, pl, pb, pr = pads
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
@@ -26,13 +30,13 @@ def conv2d(x, w, bias=None, *, stride=1, pads=(0, 0, 0, 0), shift=0, clip=(-127,
     return _requant(acc, shift, clip)
 
 
-def gemm(a, w, bias=None, *, shift=0, clip=(-127, 127)) -> np.ndarray:
+def gemm(a, w, bias=None, *, shift=0, clip=(-128, 127)) -> np.ndarray:
     acc = a.astype(np.int64) @ w.astype(np.int64).T
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)[None, :]
     return _requant(acc, shift, clip)
 
 
-def add(a, b, *, shift_a=0, shift_b=0, shift=0, clip=(-127, 127)) -> np.ndarray:
+def add(a, b, *, shift_a=0, shift_b=0, shift=0, clip=(-128, 127)) -> np.ndarray:
     acc = (a.astype(np.int64) << shift_a) + (b.astype(np.int64) << shift_b)
     return _requant(acc, shift, clip)

@@ -15,6 +15,7 @@ from ...compiler.program import Program
 from ..backend import Backend, Progress
 from ..manifest import Manifest
 from ..records import Fields, Section
+from ..replica_records import copy_replica_files
 from .submodels import write_stage_files
 
 
@@ -52,6 +53,7 @@ class OnnxBackend(Backend):
     def write(self, program: Program, out: Path, *, manifest: Manifest, progress: Progress) -> OnnxSection:
         progress(f"writing {len(manifest.stages)} ONNX sub-models")
         models = write_stage_files(program, {s.rank: out / s.model for s in manifest.stages})
+        copy_replica_files(manifest, out, {rank: m.external_data for rank, m in models.items()})
         first = next(iter(models.values()), None)
         return OnnxSection(
             ir_version=first.model.ir_version if first else 0,

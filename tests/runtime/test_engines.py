@@ -29,20 +29,20 @@ runner = CliRunner()
 
 
 def test_the_built_in_engines() -> None:
-    assert engine_names() == ["onnxruntime", "tvm", "cpp"]
+    assert engine_names() == ["onnxruntime", "tvm", "cpp", "vta"]
     assert {name: get_engine(name).backend for name in engine_names()} == {"onnxruntime": "onnx", "tvm": "tvm",
-                                                                           "cpp": "cpp"}
+                                                                           "cpp": "cpp", "vta": "vta"}
     assert get_engine("onnxruntime").per_stage and get_engine("tvm").per_stage and not get_engine("cpp").per_stage
 
 
 def test_unknown_engine_lists_the_engines(tiny_out) -> None:
-    with pytest.raises(UsageError, match=r"unknown engine 'tvn' \(engines: onnxruntime, tvm, cpp\); did you mean 'tvm'"):
+    with pytest.raises(UsageError, match=r"unknown engine 'tvn' \(engines: onnxruntime, tvm, cpp, vta\); did you mean 'tvm'"):
         get_engine("tvn")
     with pytest.raises(UsageError, match="unknown engine 'ncnn'"):
         launcher.run(tiny_out, random_inputs(CompiledOutput.open(tiny_out).manifest), engine="ncnn")
     for command in (["verify", str(tiny_out), "--engine", "ncnn"], ["run", str(tiny_out), "--engine", "ncnn"]):
         result = runner.invoke(app, command)
-        assert result.exit_code == 2 and "unknown engine 'ncnn' (engines: onnxruntime, tvm, cpp)" in result.output
+        assert result.exit_code == 2 and "unknown engine 'ncnn' (engines: onnxruntime, tvm, cpp, vta)" in result.output
 
 
 @pytest.mark.parametrize("engine", ["tvm", "cpp"])
