@@ -24,8 +24,10 @@ from ..compiler.program import Program
 from .records import Fields, Record
 
 ROUND_ROBIN = "frame f is computed by replica f mod r of a stage with r replicas"
-MPI_REFUSAL = ("replicated stages are compiled and verified in-process; "
-               "the MPI runtime does not deal frames to replicas yet")
+MPI_ENGINES = ("onnxruntime",)
+"""The engines whose MPI ranks deal frames to replicas (`runtime/replica_frames.py`)."""
+MPI_REFUSAL = ("replicated stages run on MPI with --engine onnxruntime only; "
+               "this engine does not deal frames to replicas yet")
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def replicated_comm_tables(program: Program, tables: dict, entry) -> dict:
     return {"frames": "a row carries only frames f with f mod every == offset; " + ROUND_ROBIN, "ranks": rows}
 
 
-def refuse_mpi_with_replicas(manifest) -> None:
-    """The runtime half of replication is not built: an output with replicas runs in-process only."""
-    if getattr(manifest, "replicas", None) is not None:
-        raise UsageError(MPI_REFUSAL, hint="use `edgec verify OUT` (in-process), which checks every replica")
+def refuse_mpi_with_replicas(manifest, engine: str) -> None:
+    """Only the onnxruntime ranks load each replica's own sub-model and deal frames to it; other engines are refused."""
+    if getattr(manifest, "replicas", None) is not None and engine not in MPI_ENGINES:
+        raise UsageError(MPI_REFUSAL, hint="use --engine onnxruntime, or `edgec verify OUT` (in-process)")

@@ -22,7 +22,8 @@ from tables import machine
 HERE = Path(__file__).resolve().parent
 OURS = ("compile_time", "scaling")
 OTHERS = ("large_model", "runtime", "trained_cnn", "quantize_accuracy", "quantize_speed", "wire_formats", "wire_runtime",
-          "prune_accuracy", "prune_speed", "explore", "emulated_links", "cdc_stragglers")
+          "prune_accuracy", "prune_speed", "explore", "emulated_links", "cdc_stragglers", "replication_model",
+          "replication_runtime", "vta_layers")
 
 
 def run(name: str, extra: list[str]) -> bool:

@@ -408,9 +408,9 @@ def run(
     if input and random:
         raise UsageError("give either --input or --random, not both")
     compiled = CompiledOutput.open(out)
-    from .backends.replica_records import refuse_mpi_with_replicas
+    from .runtime.replica_frames import check_replicated_run
 
-    refuse_mpi_with_replicas(compiled.manifest)
+    check_replicated_run(compiled.manifest, engine, emulated=emulate)
     chosen = checked_engine(compiled, engine)
     names = [spec.name for spec in compiled.manifest.model.outputs]
     if save_outputs is not None:

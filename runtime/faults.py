@@ -59,7 +59,8 @@ def parse_straggler(text: str, manifest: Manifest) -> Straggler:
             raise UsageError(f"--straggler '{text}': this output has no split or coded layer whose part ranks could "
                              "straggle", hint="give RANK:DELAY, or compile a plan with a `split` or `cdc` statement")
         return Straggler(None, delay)
-    ranks = len(manifest.stages)
+    replicas = getattr(manifest, "replicas", None)
+    ranks = len(manifest.stages) + (sum(len(s.replicas) - 1 for s in replicas.stages) if replicas else 0)
     if not fields[0].isdigit() or int(fields[0]) >= ranks:
         raise UsageError(f"--straggler '{text}': RANK must be a rank of this output, 0..{ranks - 1}", hint=usage)
     return Straggler(int(fields[0]), delay, prob)

@@ -1,4 +1,4 @@
-"""Start a compiled output on Open MPI (one rank per stage), wait for it, and read back the results.
+"""Start a compiled output on Open MPI (a rank per stage and per further replica), wait, and read back the results.
 
 Why a launcher process outside MPI: it checks inputs before anything starts, owns the time
 limits, and is the one place that can always clean up. `mpirun` runs in a session of its own;
@@ -92,6 +92,15 @@ def mpi_env() -> dict[str, str]:
     return env
 
 
+def rank_count(compiled: CompiledOutput) -> int:
+    """How many MPI ranks the output runs as: one per stage, plus one per further replica (`replicate`)."""
+    if compiled.manifest.replicas is None:
+        return len(compiled.stages)
+    from .replica_frames import rank_roles
+
+    return len(rank_roles(compiled.root))
+
+
 def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[str, ...] = FORWARDED_ENV,
                   target: Any = None) -> list[str]:
     """`mpirun` with one rank per stage: oversubscribed locally, or the hostfile + rankfile, or inside an
@@ -100,7 +109,7 @@ def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[s
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise UsageError("'mpirun' not found", hint="install Open MPI: apt-get install openmpi-bin libopenmpi-dev")
-    cmd = [mpirun, "-np", str(len(compiled.stages))]
+    cmd = [mpirun, "-np", str(rank_count(compiled))]
     if target is not None:
         cmd = target.mpirun(mpirun, compiled)
     elif hosts is None:
@@ -218,6 +227,9 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         raise UsageError("--rate must be a finite number of frames per second (0: as fast as possible)")
     stragglers = tuple(parse_straggler(spec, compiled.manifest).spec for spec in stragglers)
     checked_engine(compiled, engine, per_stage=True)
+    from .replica_frames import check_replicated_run
+
+    check_replicated_run(compiled.manifest, engine, emulated=target is not None)
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
     stacks = stack_feeds(compiled.manifest, feeds)
@@ -263,7 +275,7 @@ def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, li
     number is an overall limit alone, for ranks that report no progress."""
     if not isinstance(limits, Limits):
         limits = Limits(overall=limits, startup=None, stall=None)
-    rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, len(compiled.stages), env)
+    rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, rank_count(compiled), env)
     log = (rundir / "mpirun.log").read_text(errors="replace")
     if rc != 0 or not (rundir / "report.json").is_file():
         raise _failure(compiled, rundir, log, rc)

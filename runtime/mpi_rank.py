@@ -1,8 +1,10 @@
 """One MPI rank of `edgec run`: load this rank's stage, run the frame loop, hand results to rank 0.
 
-    mpirun -np S python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
+    mpirun -np R python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
         [--cdc-wait MS] [--straggler SPEC ...] [--rate FPS]
 
+R is the number of ranks: one per stage, plus one per further replica of a replicated stage
+(`replica_frames.py`: each rank computes the frames of its replica).
 Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
 (shared by all ranks): the input-owning ranks read `inputs.npz` there (`inputs.rank_inputs`),
 rank 0 writes `report.json` and `outputs.npz` there, every rank keeps its (frame, phase) in a
@@ -33,6 +35,8 @@ from .inputs import rank_inputs
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
 from .progress import CONNECT, DONE, READY, SETUP, current_frame, open_progress
+from .replica_frames import (check_replicated_run, gather_outputs as gather_dealt_outputs, rank_roles, rank_row,
+                             replica_session, threads_of, with_peer_counts)
 from .report import summarize
 from .stage_kernel import kernel_for, links, output_specs
 
@@ -124,27 +128,34 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     state = open_progress(rundir, rank)
     compiled = CompiledOutput.open(out)
     manifest = compiled.manifest
-    if comm.Get_size() != len(compiled.stages):
-        raise UsageError(f"started with {comm.Get_size()} ranks, but '{out}' has {len(compiled.stages)} stages")
-    table = json.loads((out / "comm.json").read_text())["ranks"][rank]
-    recvs, sends = links(table["recvs"]), links(table["sends"])
-    mine = [spec for _, spec in manifest.stage_outputs(rank)]
+    roles = rank_roles(out)
+    if comm.Get_size() != len(roles):
+        raise UsageError(f"started with {comm.Get_size()} ranks, but '{out}' has {len(roles)} ranks "
+                         f"({len(compiled.stages)} stages)")
+    role = roles[rank]
+    check_replicated_run(manifest, engine, emulated=(rundir / "emulation.json").is_file())
+    table = rank_row(out, rank)
+    recvs, sends = with_peer_counts(links(table["recvs"]), roles), with_peer_counts(links(table["sends"]), roles)
+    mine = [spec for _, spec in manifest.stage_outputs(role.stage)]
     known = {link.tensor: link.spec for link in sends}
     known.update({spec.name: TensorSpec(spec.shape, spec.np_dtype) for spec in mine})
-    threads = manifest.stage(rank).threads or 1
+    threads = threads_of(manifest, role)
     state[1] = CONNECT
     host = comm.Split_type(MPI.COMM_TYPE_SHARED)
     host_threads = host.allreduce(threads)
     host.Free()
     state[1] = SETUP
-    session = compiled.engine_session(rank, engine, spin=host_threads <= (os.cpu_count() or 1))
+    session = replica_session(compiled, role, engine, None, spin=host_threads <= (os.cpu_count() or 1))
     recvs, coded = coded_merge(comm, manifest, recvs, cdc_wait_ms)
-    delays = schedule([parse_straggler(s, manifest) for s in stragglers], manifest, rank, warmup + frames)
+    delays = schedule([parse_straggler(s, manifest) for s in stragglers], manifest, rank,
+                      len(role.frames(warmup + frames)))
     loop = FrameLoop(
-        comm, recvs, sends, rank_inputs(manifest, rank, rundir), output_specs(session, known), kernel_for(session),
+        comm, recvs, sends, rank_inputs(manifest, role.stage, rundir), output_specs(session, known),
+        kernel_for(session),
         tag_stride=len(manifest.transfers), keep=[spec.name for spec in mine] if keep_outputs else [],
         before_frame=crash_hook(rank), progress=state, send_latency=emulated_latency(rundir, rank, sends),
         coded=coded, straggle=None if delays is None else delays.item, interval=1.0 / rate if rate > 0 else 0.0,
+        first=role.replica, step=role.count,
     )
     slow_start(rank)
     state[1] = READY
@@ -152,9 +163,18 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     origin = time.perf_counter()
     stats = loop.run(warmup + frames, keep_from=warmup)
     loop.close()
-    outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
+    if manifest.replicas is None:
+        outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
+    else:
+        outputs = gather_dealt_outputs(comm, manifest, roles, loop.kept, frames, warmup) if keep_outputs else {}
+    local = role.frames(warmup + frames)
+    skipped = sum(1 for f in local if f < warmup)
     record = {"rank": rank, "host": MPI.Get_processor_name(), "origin": origin, "stats": vars(stats),
-              "straggled": 0 if delays is None else int(np.count_nonzero(delays[warmup:]))}
+              "straggled": 0 if delays is None else int(np.count_nonzero(delays[skipped:])),
+              "stage": role.stage, "replica": role.replica, "replicas": role.count, "device": role.device,
+              "frames": list(local),
+              "sent": [{"peer": link.peer, "tensor": link.tensor, "bytes": link.spec.nbytes,
+                        "frames": sum(1 for f in local if f >= warmup and link.carries(f))} for link in sends]}
     if coded is not None:
         record["cdc"] = {"rebuilt": coded.rebuilt[warmup:], "errors": coded.errors, "late": coded.late,
                          "part_ranks": coded.part_ranks()}

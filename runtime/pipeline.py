@@ -26,6 +26,15 @@ for k of each layer's k + R rows and lets it fill the kernel's buffers (rebuildi
 missing) just before the kernel runs. A straggler (`straggle(frame)` seconds, fault injection)
 sleeps after its kernel, before its sends, so its frame takes that much longer.
 
+Replicas (`replicate`, `replica_frames.py`): a rank that is replica a of a stage with r replicas
+runs only the global frames f = a, a + r, a + 2r, … (`first`, `step`), and its buffer set is
+the *local* index j % 2, so double buffering survives an even r (with f % 2 the parity would be
+constant on a replica). A link carries frame f only when f mod `every` == `offset`, and its tag
+parity is the consumer's local parity (f // r_consumer) % 2, which both ends can compute: the
+consumer from its own j, the producer from the peer's replica count (`peer_replicas`). Sends
+therefore have one persistent request per (own buffer set, tag parity). Without replicas every
+link is active for every frame and both parities are f % 2: exactly the plain loop.
+
 Progress: the loop keeps (frame, phase) in a two-integer array (see `progress`), so a launcher
 that has to stop a stuck run can say which rank was doing what.
 """
@@ -74,6 +83,14 @@ class Link:
     peer: int
     tag: int
     spec: TensorSpec
+    every: int = 1
+    offset: int = 0
+    """The link carries only the frames f with f % every == offset (replicated stages at one end or both)."""
+    peer_replicas: int = 1
+    """Replicas of the peer's stage: a send's tag parity is the consumer's local parity (f // peer_replicas) % 2."""
+
+    def carries(self, frame: int) -> bool:
+        return frame % self.every == self.offset
 
 
 class Kernel(Protocol):
@@ -129,6 +146,9 @@ class FrameLoop:
     interval: float = 0.0
     """Offered load: a rank that receives nothing starts frame k no earlier than k * interval seconds after the
     loop starts (0: as fast as its consumers take the frames, the full-load figures)."""
+    first: int = 0
+    step: int = 1
+    """This rank computes the global frames first, first + step, …: replica `first` of a stage of `step` replicas."""
 
     def __post_init__(self) -> None:
         self._recv_bufs = [{link.tensor: link.spec.empty() for link in self.recvs} for _ in range(2)]
@@ -142,13 +162,30 @@ class FrameLoop:
                              self._out_bufs[parity])
         self._recv_reqs = [[self.comm.Recv_init([self._recv_bufs[p][link.tensor], MPI.BYTE], link.peer,
                                                 link.tag + p * self.tag_stride) for link in self.recvs] for p in range(2)]
-        self._send_reqs = [[self.comm.Ssend_init([self.tensor(p, link.tensor), MPI.BYTE], link.peer,
-                                                 link.tag + p * self.tag_stride) for link in self.sends] for p in range(2)]
+        self._send_reqs = [[[self.comm.Ssend_init([self.tensor(p, link.tensor), MPI.BYTE], link.peer,
+                                                  link.tag + t * self.tag_stride) for link in self.sends]
+                            for t in range(2)] for p in range(2)]
+        """`_send_reqs[own buffer set][tag parity][link]`."""
         self._delayed = None
         if any(d > 0 for d in self.send_latency):
             from ..cluster.latency import DelayedStarts
 
-            self._delayed = DelayedStarts(self._send_reqs, self.send_latency)
+            self._delayed = DelayedStarts([reqs for by_tag in self._send_reqs for reqs in by_tag], self.send_latency)
+
+    def local_frames(self, frames: int) -> range:
+        """The global frames this rank computes in a run of `frames` global frames."""
+        return range(self.first, frames, self.step)
+
+    def _plans(self, frames: range) -> tuple[list[list], list[list]]:
+        """Per local frame j: the receive requests to start (buffer set j % 2) and the send requests to start
+        (own set j % 2, the consumer's tag parity), only on the links that carry global frame frames[j]."""
+        recvs, sends = [], []
+        for j, f in enumerate(frames):
+            p = j & 1
+            recvs.append([self._recv_reqs[p][i] for i, link in enumerate(self.recvs) if link.carries(f)])
+            sends.append([self._send_reqs[p][(f // link.peer_replicas) & 1][i]
+                          for i, link in enumerate(self.sends) if link.carries(f)])
+        return recvs, sends
 
     def tensor(self, parity: int, name: str) -> np.ndarray:
         """A tensor of the frame in buffer set `parity`: a kernel output, a feed, or a received tensor."""
@@ -164,68 +201,75 @@ class FrameLoop:
             self._delayed.close()
         if self.coded is not None:
             self.coded.close()
-        for request in [r for reqs in self._recv_reqs + self._send_reqs for r in reqs]:
+        sends = [reqs for by_tag in self._send_reqs for reqs in by_tag]
+        for request in [r for reqs in self._recv_reqs + sends for r in reqs]:
             request.Free()
-        self._recv_reqs = self._send_reqs = [[], []]
+        self._recv_reqs, self._send_reqs = [[], []], [[[], []], [[], []]]
 
     def run(self, frames: int, keep_from: int = 0) -> FrameStats:
-        """Run `frames` frames; graph outputs named in `keep` are copied out for frames >= keep_from.
-        `before_frame(k)` is called once frame k's inputs are in, just before the kernel runs."""
+        """Run this rank's frames of a run of `frames` global frames (all of them without replicas); graph outputs
+        named in `keep` are copied out for global frames >= keep_from, in local order. `before_frame(j)` is called
+        with the local index once the frame's inputs are in, just before the kernel runs; the stats are per local
+        frame."""
         now = time.perf_counter
-        kept_frames = max(frames - keep_from, 0)
-        self.kept = {name: np.empty((kept_frames, *self.tensor(0, name).shape), self.tensor(0, name).dtype)
+        order = self.local_frames(frames)
+        count = len(order)
+        skipped = sum(1 for f in order if f < keep_from)
+        self.kept = {name: np.empty((count - skipped, *self.tensor(0, name).shape), self.tensor(0, name).dtype)
                      for name in self.keep}
-        recv_reqs, send_reqs = self._recv_reqs, self._send_reqs
+        recv_plan, send_plan = self._plans(order)
         start_all = MPI.Prequest.Startall if self.recvs else _nothing
         wait_recvs = MPI.Request.Waitall if self.recvs else _nothing
         start_sends = MPI.Prequest.Startall if self.sends else _nothing
         wait_sends = MPI.Request.Waitall if self.sends else _nothing
         if self._delayed is not None:
             start_sends, wait_sends = self._delayed.start, self._delayed.wait
-        for frame in range(min(2, frames)):
-            start_all(recv_reqs[frame & 1])
+        for j in range(min(2, count)):
+            start_all(recv_plan[j])
         coded, straggle = self.coded, self.straggle
         if coded is not None:
-            coded.start(frames)
+            coded.start(count)
         progress, kernel, hook, kept = memoryview(self.progress), self.kernel, self.before_frame, self.kept
         stacks, feed_bufs = self._stacks, self._feed_bufs
         interval = self.interval if not self.recvs and coded is None else 0.0
+        pending: list[list] = [[], []]
         release = now()
         times: list[tuple[float, float, float, float, float]] = []
-        for frame in range(frames):
-            p = frame & 1
+        for j, frame in enumerate(order):
+            p = j & 1
             progress[0], progress[1] = frame, WAIT_INPUTS
             if interval > 0 and (ahead := release + frame * interval - now()) > 0:
                 time.sleep(ahead)
             t0 = now()
-            wait_recvs(recv_reqs[p])
+            wait_recvs(recv_plan[j])
             if coded is not None:
-                coded.wait_rows(frame)
+                coded.wait_rows(j)
             progress[1] = WAIT_SENDS
             t1 = now()
-            wait_sends(send_reqs[p])
+            wait_sends(pending[p])
             progress[1] = COMPUTE
             if hook is not None:
-                hook(frame)
+                hook(j)
             t2 = now()
             for name, stack in stacks.items():
                 np.copyto(feed_bufs[p][name], stack[(frame - keep_from) % len(stack)])
             if coded is not None:
-                coded.fill(frame, p)
+                coded.fill(j, p)
             kernel.run(p)
-            if straggle is not None and (delay := straggle(frame)) > 0:
+            if straggle is not None and (delay := straggle(j)) > 0:
                 time.sleep(delay)
             t3 = now()
-            if frame + 2 < frames:
-                start_all(recv_reqs[p])
-            start_sends(send_reqs[p])
+            if j + 2 < count:
+                start_all(recv_plan[j + 2])
+            pending[p] = send_plan[j]
+            start_sends(pending[p])
             t4 = now()
             if kept and frame >= keep_from:
                 for name, store in kept.items():
-                    store[frame - keep_from] = self.tensor(p, name)
+                    store[j - skipped] = self.tensor(p, name)
             times.append((t0, t1, t2, t3, t4))
         progress[1] = DRAIN
-        wait_sends(send_reqs[0] + send_reqs[1])
+        wait_sends(pending[0] + pending[1])
         if coded is not None:
             coded.drain()
         progress[1] = FINISH

@@ -6,6 +6,11 @@ and splits each stage's time into compute, waiting for inputs, and sending (incl
 for a consumer to take the previous frames). Latency is per frame, from the first stage
 starting it to the last graph output being computed, measured under full load.
 
+With replicated stages (`replicate`) a rank computes only its replica's frames (f ≡ replica mod r);
+its per-frame figures are put back at their global frame numbers, so latency and throughput are
+per global frame, a stage's row is per rank (with its replica and frame count), and `replicas`
+gives each replicated stage's effective time per frame: the slowest replica's mean compute ÷ r.
+
 Times from ranks on one host share the monotonic clock; across hosts each rank's clock is
 taken relative to the barrier before the first frame (skew: about one network latency).
 """
@@ -27,9 +32,28 @@ def _aligned(records: list[dict], key: str) -> dict[int, np.ndarray]:
     return {r["rank"]: np.asarray(r["stats"][key]) - (0.0 if one_host else r["origin"]) for r in records}
 
 
+def _by_stage(records: list[dict], aligned: dict[int, np.ndarray], total: int) -> dict[int, np.ndarray]:
+    """Per stage, a per-global-frame array filled from its replicas' local frames (one rank per stage: as is)."""
+    merged: dict[int, np.ndarray] = {}
+    for r in records:
+        stage = r.get("stage", r["rank"])
+        frames = r.get("frames", range(len(aligned[r["rank"]])))
+        merged.setdefault(stage, np.full(total, np.nan))[list(frames)] = aligned[r["rank"]]
+    return merged
+
+
+def _measured(record: dict, warmup: int, frames: int) -> np.ndarray | slice:
+    """Which of a rank's local frames are measured (global frame >= warmup)."""
+    if "frames" not in record:
+        return slice(warmup, warmup + frames)
+    return np.asarray(record["frames"], dtype=np.int64) >= warmup
+
+
 def summarize(manifest: Manifest, records: list[dict], *, frames: int, warmup: int) -> dict:
     """The report of a run from every rank's per-frame stats (warm-up frames are dropped)."""
-    starts, ends = _aligned(records, "start"), _aligned(records, "end")
+    total = warmup + frames
+    starts = _by_stage(records, _aligned(records, "start"), total)
+    ends = _by_stage(records, _aligned(records, "end"), total)
     computing = {spec.stage for spec in manifest.model.outputs}
     producers = {r for r in ends if r in computing} or set(ends)
     first_start = np.min([starts[r] for r in starts], axis=0)
@@ -41,14 +65,24 @@ def summarize(manifest: Manifest, records: list[dict], *, frames: int, warmup: i
     throughput = frames / span
     stages = []
     for r in sorted(records, key=lambda r: r["rank"]):
-        stage = manifest.stages[r["rank"]]
-        stats = {k: np.asarray(v)[measured] for k, v in r["stats"].items()}
-        stages.append({
-            "rank": r["rank"], "device": stage.device, "host": r["host"], "threads": stage.threads or 1,
+        stage = manifest.stages[r.get("stage", r["rank"])]
+        stats = {k: np.asarray(v)[_measured(r, warmup, frames)] for k, v in r["stats"].items()}
+        row = {
+            "rank": r["rank"], "device": r.get("device", stage.device), "host": r["host"],
+            "threads": stage.threads or 1,
             "compute_ms": 1e3 * float(stats["compute"].mean()), "wait_ms": 1e3 * float(stats["wait"].mean()),
             "send_ms": 1e3 * float(stats["send"].mean()), "busy": float(stats["compute"].sum() / span),
-        })
-    slowest = max(stages, key=lambda s: s["compute_ms"])
+        }
+        if r.get("replicas", 1) > 1:
+            row |= {"stage": r["stage"], "replica": r["replica"], "frames": int(len(stats["compute"])),
+                    "compute_p50_ms": 1e3 * float(np.median(stats["compute"]))}
+        stages.append(row)
+    replicas = replica_figures(records, stages)
+    effective = {s["rank"]: s["compute_ms"] for s in stages if "replica" not in s}
+    effective.update({rep["stage"]: rep["effective_ms"] for rep in replicas})
+    slowest_rank = max(effective, key=effective.get)
+    slowest = {"rank": slowest_rank, "compute_ms": effective[slowest_rank]}
+    links = link_bytes(manifest, frames, span) if not replicas else dealt_link_bytes(records, span)
     return {
         "frames": frames, "warmup": warmup, "ranks": len(records), "seconds": span,
         "throughput_fps": throughput,
@@ -57,8 +91,46 @@ def summarize(manifest: Manifest, records: list[dict], *, frames: int, warmup: i
         "slowest_stage": slowest["rank"],
         "efficiency": throughput * slowest["compute_ms"] / 1e3,
         "stages": stages,
-        "links": link_bytes(manifest, frames, span),
-    } | coded_figures(records) | vta_figures(manifest, stages)
+        "links": links,
+    } | ({"replicas": replicas} if replicas else {}) | coded_figures(records) | vta_figures(manifest, stages)
+
+
+def replica_figures(records: list[dict], stages: list[dict]) -> list[dict]:
+    """Per replicated stage: its replicas' ranks, devices and frames, and its effective time per frame (the slowest
+    replica's mean compute ÷ r, what round-robin dealing allows) next to one replica's (the mean over replicas)."""
+    rows: dict[int, list[dict]] = {}
+    for s in stages:
+        if "replica" in s:
+            rows.setdefault(s["stage"], []).append(s)
+    figures = []
+    for stage, reps in sorted(rows.items()):
+        reps.sort(key=lambda s: s["replica"])
+        r = len(reps)
+        slowest = max(s["compute_ms"] for s in reps)
+        one = float(np.mean([s["compute_ms"] for s in reps]))
+        figures.append({"stage": stage, "count": r, "ranks": [s["rank"] for s in reps],
+                        "devices": [s["device"] for s in reps], "frames": [s["frames"] for s in reps],
+                        "compute_ms": [s["compute_ms"] for s in reps], "effective_ms": slowest / r,
+                        "gain": one / (slowest / r) if slowest > 0 else float(r),
+                        "send_blocked_ms": min(s["send_ms"] for s in reps)})
+    return figures
+
+
+def dealt_link_bytes(records: list[dict], seconds: float) -> list[dict]:
+    """Bytes each (src → dst) rank pair moved with replicas: each row counts only the measured frames it carried."""
+    device = {r["rank"]: r.get("device", "") for r in records}
+    by_pair: dict[tuple[int, int], dict] = {}
+    for r in records:
+        for sent in r.get("sent", ()):
+            if sent["frames"] == 0:
+                continue
+            link = by_pair.setdefault((r["rank"], sent["peer"]), {"tensors": [], "per_frame": 0, "total": 0})
+            link["tensors"].append(sent["tensor"])
+            link["per_frame"] += sent["bytes"]
+            link["total"] += sent["bytes"] * sent["frames"]
+    return [{"src": src, "dst": dst, "src_device": device[src], "dst_device": device[dst], "tensors": v["tensors"],
+             "bytes_per_frame": v["per_frame"], "bytes_total": v["total"], "mb_per_s": v["total"] / seconds / 1e6}
+            for (src, dst), v in sorted(by_pair.items())]
 
 
 def vta_figures(manifest: Manifest, stages: list[dict]) -> dict:
@@ -144,7 +216,8 @@ def render(report: dict, console: Console, title: str) -> None:
     for col in ("rank", "device", "host", "threads", "compute ms", "wait ms", "send ms", "busy"):
         stages.add_column(col, justify="right" if col not in ("device", "host") else "left")
     for s in report["stages"]:
-        stages.add_row(str(s["rank"]), s["device"], s["host"], str(s["threads"]), f"{s['compute_ms']:.3f}",
+        rank = str(s["rank"]) if "replica" not in s else f"{s['rank']} (stage {s['stage']} replica {s['replica']})"
+        stages.add_row(rank, s["device"], s["host"], str(s["threads"]), f"{s['compute_ms']:.3f}",
                        f"{s['wait_ms']:.3f}", f"{s['send_ms']:.3f}", f"{100 * s['busy']:.0f}%")
     console.print(stages)
     if report["links"]:
@@ -157,6 +230,16 @@ def render(report: dict, console: Console, title: str) -> None:
                           tensors if len(tensors) <= 40 else tensors[:37] + "…", human_bytes(link["bytes_per_frame"]),
                           human_bytes(link["bytes_total"]), f"{link['mb_per_s']:.1f}")
         console.print(links)
+    if report.get("replicas"):
+        table = Table(title="replicated stages (frame f on replica f mod r)")
+        for col in ("stage", "r", "ranks", "devices", "frames", "compute ms", "effective ms/frame", "vs one replica"):
+            table.add_column(col, justify="left" if col in ("devices", "ranks", "frames", "compute ms") else "right")
+        for rep in report["replicas"]:
+            table.add_row(str(rep["stage"]), str(rep["count"]), "+".join(map(str, rep["ranks"])),
+                          "+".join(rep["devices"]), "+".join(map(str, rep["frames"])),
+                          " / ".join(f"{c:.3f}" for c in rep["compute_ms"]), f"{rep['effective_ms']:.3f}",
+                          f"{rep['gain']:.2f}x (ideal {rep['count']}x)")
+        console.print(table)
     if report.get("vta"):
         vta = Table(title="VTA stages (simulated; cycle model at the VTA clock)")
         for col in ("rank", "device", "layers on VTA", "CPU fallbacks", "cycles/frame", "VTA ms", "host compute ms"):

@@ -73,5 +73,6 @@ def output_specs(session: ort.InferenceSession, known: Mapping[str, TensorSpec])
 
 
 def links(entries: list[dict]) -> list[Link]:
-    """`comm.json` recvs or sends of one rank as loop links."""
-    return [Link(e["tensor"], e["peer"], e["tag"], TensorSpec(tuple(e["shape"]), np.dtype(e["dtype"]))) for e in entries]
+    """`comm.json` recvs or sends of one rank as loop links (with the frames each carries, under replicas)."""
+    return [Link(e["tensor"], e["peer"], e["tag"], TensorSpec(tuple(e["shape"]), np.dtype(e["dtype"])),
+                 e.get("every", 1), e.get("offset", 0)) for e in entries]

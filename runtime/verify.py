@@ -179,13 +179,13 @@ def verify(
     quantized = compiled.manifest.quantization is not None or compiled.manifest.pruning is not None
     distributed = mpi or not chosen.per_stage
     if distributed:
-        refuse_mpi_with_replicas(compiled.manifest)
+        refuse_mpi_with_replicas(compiled.manifest, engine)
     if dataset is not None:
         report = _verify_dataset(compiled, Path(dataset), reference, engine, distributed, quantized, tolerance,
                                  DEFAULT_MAX_DROP if max_drop is None else max_drop)
         return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
     if compiled.manifest.replicas is not None:
-        report = _verify_replicas(compiled, feeds, seed, reference, engine, quantized, tolerance)
+        report = _verify_replicas(compiled, feeds, seed, reference, engine, quantized, tolerance, distributed)
         return dataclasses.replace(report, stages=len(compiled.stages), engine=engine, mpi=mpi)
     frames = _frames(compiled, feeds, seed)
     if distributed:
@@ -203,16 +203,22 @@ def verify(
 
 
 def _verify_replicas(compiled: CompiledOutput, feeds: Feeds, seed: int, reference: Path, engine: str,
-                     quantized: bool, tolerance: float) -> VerifyReport:
+                     quantized: bool, tolerance: float, distributed: bool = False) -> VerifyReport:
     """Frames 0 … R−1 (R: the most replicas of any stage; random inputs from seed + f, or the given ones)
     in process, frame f through replica f mod r of each stage, loaded from that replica's own copy of
-    the sub-model (`replicas[i].model`), each compared with the unsplit model; the worst error per output."""
+    the sub-model (`replicas[i].model`), each compared with the unsplit model; the worst error per output.
+    `distributed`: the R frames go through one mpirun run instead, dealt to the replicas by the ranks."""
     dealt = max(len(s.replicas) for s in compiled.manifest.replicas.stages)
-    sessions_for = _dealt_sessions(compiled, engine)
+    inputs = [_frames(compiled, feeds, seed + frame) for frame in range(dealt)]
+    if distributed:
+        stacked = {name: np.stack([frames[name] for frames in inputs]) for name in inputs[0]}
+        ran = checked_engine(compiled, engine).run(compiled.root, stacked, frames=dealt, keep_outputs=True).outputs
+        computed = [{name: array[frame] for name, array in ran.items()} for frame in range(dealt)]
+    else:
+        sessions_for = _dealt_sessions(compiled, engine)
+        computed = [run_stages(compiled, frames, engine, sessions_for(frame)) for frame, frames in enumerate(inputs)]
     agreement, worst = AgreementMeter(), {}
-    for frame in range(dealt):
-        frames = _frames(compiled, feeds, seed + frame)
-        actual = run_stages(compiled, frames, engine, sessions_for(frame))
+    for frames, actual in zip(inputs, computed):
         expected = run_reference(reference, frames, list(actual))
         agreement.add(actual, expected)
         for error in ([] if quantized else compare(actual, expected, tolerance).outputs):

@@ -84,17 +84,17 @@ def test_every_frame_crosses_exactly_one_link_between_two_replicated_stages(r_sr
         assert carriers == [(f % r_src, f % r_dst)]
 
 
-def test_verify_checks_a_frame_on_every_replica_and_mpi_is_refused(tmp_path) -> None:
+def test_verify_checks_a_frame_on_every_replica_and_mpi_refuses_only_engines_without_replica_ranks(tmp_path) -> None:
     out = tmp_path / "out"
     compile_plan(convs(), "place c1 .. r1 on a\nplace c2 .. r2 on b\nreplicate c2 .. r2 on b, c, d\n"
                  "place * on e\n", out)
     report = verify(out)
     assert report.ok and report.replica_frames == 3 and report.outputs[0].max_rel <= 1e-4
+    mpi = verify(out, mpi=True)
+    assert mpi.ok and mpi.mpi and mpi.replica_frames == 3
     with pytest.raises(UsageError) as info:
-        verify(out, mpi=True)
+        refuse_mpi_with_replicas(read_manifest(out), "cpp")
     assert info.value.message == MPI_REFUSAL
-    with pytest.raises(UsageError):
-        refuse_mpi_with_replicas(read_manifest(out))
 
 
 def test_verify_runs_each_frame_on_its_replicas_own_file(tmp_path) -> None:
@@ -170,7 +170,7 @@ def test_replicas_must_be_quantized_alike(tmp_path) -> None:
     assert report.ok and report.quantized and report.replica_frames == 2
 
 
-def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them(tmp_path) -> None:
+def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them_for_cpp(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from edgec.cli import app
@@ -182,5 +182,5 @@ def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them(tmp_path) -> 
     runner = CliRunner()
     shown = runner.invoke(app, ["show", str(out), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["replicas"]["stages"][0]["stage"] == 1
-    ran = runner.invoke(app, ["run", str(out), "-n", "2"])
+    ran = runner.invoke(app, ["run", str(out), "-n", "2", "--engine", "cpp"])
     assert ran.exit_code == 2 and "does not deal frames to replicas yet" in ran.output
