@@ -13,8 +13,9 @@ enough work to pay for starting them (`default_jobs`, measured on this 2-core ma
 
 Why a cache: a recompile after one changed `place` line would otherwise rebuild every stage;
 `module_cache.py` keeps each built module under (sub-model sha256, target, TVM version, edgec's
-TVM code), so only stages whose sub-model changed are compiled again. The progress output says
-which stages were compiled and which taken from the cache.
+TVM code, the stage's tuning records from `edgec tune`), so only stages whose sub-model changed
+are compiled again. The progress output says which stages were compiled and which taken from
+the cache, and how many kernels of a stage use tuned schedules (`tuning.py`).
 """
 
 from __future__ import annotations
@@ -61,13 +62,15 @@ def compile_stage(
 
     from .frontend import import_onnx
     from .lowering import cpu_build_pipeline
+    from .tuning import TunedSchedules
 
     start = time.perf_counter()
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     described = target_spec.describe()
     mod = import_onnx(onnx_path, input_shapes, described)
     target = target_spec.tvm_target()
-    pipeline = cpu_build_pipeline(target) if target_spec.kind == "llvm" else "default"
+    tuned = TunedSchedules.for_stage(onnx_path, target_spec) if target_spec.kind == "llvm" else None
+    pipeline = cpu_build_pipeline(target, tuned) if target_spec.kind == "llvm" else "default"
     try:
         executable = tvm.compile(mod, target, relax_pipeline=pipeline)
     except EdgecError:
@@ -89,6 +92,7 @@ def compile_stage(
         "sha256": sha256_file(out_path),
         "bytes": out_path.stat().st_size,
         "compile_seconds": round(time.perf_counter() - start, 3),
+        "tuned_kernels": tuned.applied if tuned is not None else 0,
         **device_code,
         "tvm": tvm_versions(),
     }
@@ -184,7 +188,8 @@ def compile_output(
     nodes = {rank: n for rank, *_, n in stages}
     jobs = jobs or default_jobs(len(work), sum(nodes[rank] for rank, *_ in work))
     for rank in cached:
-        progress(f"  stage {rank}: {specs[rank].describe()} from the module cache")
+        tuned = f", {results[rank]['tuned_kernels']} tuned kernel(s)" if results[rank].get("tuned_kernels") else ""
+        progress(f"  stage {rank}: {specs[rank].describe()} from the module cache{tuned}")
     if work:
         progress(f"compiling {len(work)} of {len(stages)} stage(s) with TVM ({jobs} worker{'s' if jobs > 1 else ''})")
     elif modules is not None:
@@ -193,7 +198,8 @@ def compile_output(
     def done(rank: int, spec: TargetSpec, value: dict, out: str) -> None:
         results[rank] = value
         record_sha256(out, value["sha256"])
-        progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s")
+        tuned = f", {value['tuned_kernels']} tuned kernel(s)" if value.get("tuned_kernels") else ""
+        progress(f"  stage {rank}: {spec.describe()} in {value['compile_seconds']:.1f} s{tuned}")
         if modules is not None:
             modules.store(keys[rank], Path(out), value)
 

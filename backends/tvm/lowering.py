@@ -8,7 +8,9 @@ weights), and schedules every kernel (`schedules.py`) before the default lowerin
 
 Why fold constant layout changes in numpy: `relax.transform.FoldConstant` compiles and runs
 one TVM kernel per distinct constant expression; for a ResNet-50 stage's weight transposes
-that took 7 s, numpy takes milliseconds. GPU targets keep TVM's default GPU pipeline (dlight
+that took 7 s, numpy takes milliseconds. The same holds for a QDQ stage's constant int8 weights:
+their `dequantize` is folded here, so the conv that reads them gets the packed-weight kernel
+(it ran TOPI's unscheduled conv before). GPU targets keep TVM's default GPU pipeline (dlight
 schedules every kernel there).
 """
 
@@ -32,9 +34,25 @@ def _constant(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.GenericConst) else None
 
 
+def _dequantized(call) -> np.ndarray | None:
+    """`(q - zero_point) * scale` of a constant int8/uint8 tensor (a QDQ stage's weights), as TVM
+    computes it, so the conv sees a constant float weight and gets its packed schedule."""
+    values = [_constant(a) for a in call.args[:3]]
+    if any(v is None for v in values):
+        return None
+    data, scale, zero = values
+    shape = [1] * data.ndim
+    if scale.ndim and data.ndim:
+        shape[int(call.attrs.axis) % data.ndim] = -1
+    zero = zero.reshape(shape) if zero.ndim else zero
+    scale = scale.reshape(shape) if scale.ndim else scale
+    return ((data.astype(np.int32) - zero.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)).astype(
+        str(call.attrs.out_dtype))
+
+
 @relax.expr_functor.mutator
 class _NumpyFolder(relax.PyExprMutator):
-    """Folds permute_dims/expand_dims/reshape of constants in numpy; counts what it folded."""
+    """Folds permute_dims/expand_dims/reshape/dequantize of constants in numpy; counts what it folded."""
 
     def __init__(self, mod: IRModule) -> None:
         super().__init__(mod)
@@ -43,6 +61,9 @@ class _NumpyFolder(relax.PyExprMutator):
     def visit_call_(self, call):
         call = super().visit_call_(call)
         name = getattr(call.op, "name", "")
+        if name == "relax.dequantize" and (value := _dequantized(call)) is not None:
+            self.folded += 1
+            return relax.const(value)
         reshape = name == "relax.reshape" and len(call.args) == 2 and isinstance(call.args[1], relax.ShapeExpr)
         if not (name in _NUMPY_FOLDS or reshape) or (value := _constant(call.args[0])) is None:
             return call
@@ -120,24 +141,33 @@ def _optional(transform: tvm.transform.Pass) -> tvm.transform.Pass:
     return apply
 
 
-def cpu_build_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """The Relax pipeline for an LLVM CPU target (see the module docstring)."""
+def fused_module(mod: IRModule, target: tvm.target.Target) -> IRModule:
+    """`mod` up to its fused, unscheduled PrimFuncs: what the schedules and `edgec tune` work on."""
+    with target:
+        return tvm.transform.Sequential([
+            *cpu_pipeline.library_dispatch_passes(target),
+            relax.transform.DecomposeOpsForInference(),
+            _optional(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]})),
+            fold_constant_layouts,
+            relax.transform.LegalizeOps({"relax.nn.conv2d": _legalize_conv2d(target)}),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ])(mod)
+
+
+def cpu_build_pipeline(target: tvm.target.Target, tuned=None) -> tvm.transform.Pass:
+    """The Relax pipeline for an LLVM CPU target (see the module docstring); `tuned` (a
+    `tuning.TunedSchedules`) replaces the hand schedule of every PrimFunc it has a record for."""
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.CPUPipeline")
     def pipeline(mod: IRModule, _ctx) -> IRModule:
         with target:
-            before = tvm.transform.Sequential([
-                *cpu_pipeline.library_dispatch_passes(target),
-                relax.transform.DecomposeOpsForInference(),
-                _optional(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]})),
-                fold_constant_layouts,
-                relax.transform.LegalizeOps({"relax.nn.conv2d": _legalize_conv2d(target)}),
-                relax.transform.AnnotateTIROpPattern(),
-                relax.transform.FoldConstant(),
-                relax.transform.FuseOps(),
-                relax.transform.FuseTIR(),
-            ])
-            mod = apply_cpu_schedules(before(mod), target)
+            mod = fused_module(mod, target)
+            if tuned is not None:
+                mod = tuned.apply(mod)
+            mod = apply_cpu_schedules(mod, target)
             after = tvm.transform.Sequential(
                 cpu_pipeline.dataflow_lower_passes(target) + cpu_pipeline.finalize_passes(target))
             return after(mod)

@@ -7,7 +7,8 @@ ONNX sub-model, its target and the compiler that built it, so it is stored under
 - the sha256 of the sub-model file (and of its external data file, if it has one),
 - the target: TVM's target dict (with the host CPU LLVM detected), CPU arch, cross compiler,
 - the installed apache-tvm and apache-tvm-ffi versions, and a digest of edgec's own TVM code
-  (frontend, lowering, schedules, compile), so a changed schedule never reuses an old module.
+  (frontend, lowering, schedules, compile), so a changed schedule never reuses an old module,
+- the digest of the stage's tuning records (`tuning.py`), so a compile after `edgec tune` rebuilds.
 
 A stage whose sub-model is byte for byte the same as before is copied from the cache (and its
 copy's sha256 checked against the entry) instead of compiled; all others are compiled and
@@ -33,12 +34,13 @@ from typing import Any
 
 from ..manifest import sha256_file
 from .targets import TargetSpec
+from .tuning import database_digest
 from ..cache_dir import cache_root as edgec_cache_root
 
 FORMAT = 1
 DEFAULT_MAX_MB = 4096
 STALE_TMP_SECONDS = 3600
-CODE = ("frontend.py", "lowering.py", "schedules.py", "compile.py")
+CODE = ("frontend.py", "lowering.py", "schedules.py", "isa.py", "tuning.py", "compile.py")
 """The files of edgec's TVM backend whose change changes what a module would be."""
 
 
@@ -88,6 +90,7 @@ class ModuleCache:
         described = {
             "model": sha256_file(model), "data": sha256_file(data) if data.is_file() else None,
             "target": spec.target, "arch": spec.arch, "cross_compiler": spec.cross_compiler, **self._compiler,
+            "tuning": database_digest(model, spec),
         }
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:40]
 

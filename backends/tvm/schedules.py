@@ -8,6 +8,10 @@ registers (`wt` broadcasts and `ot / lanes` vector loads feed `wt * ot / lanes` 
 reduction step), its epilogue (bias, residual add, ReLU) is applied while the tile is hot,
 and the outer loops run in parallel. Other functions get parallel outer loops and vectorized
 inner channel loops; what no rule matches falls back to dlight's CPU rules or stays as it is.
+
+Why per ISA: the tile is sized from the target's vector width and register count (`isa.py`):
+AVX-512 14 pixels x 32 channels (28 zmm accumulators), AVX2 6 x 16 (12 ymm), aarch64 NEON
+14 x 8 (28 q registers), so each device's tile fills its register file without spilling.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from tvm import s_tir, tirx
 from tvm.ir import IRModule
 from tvm.s_tir import dlight
 from tvm.target import Target
-from tvm.target.codegen import llvm_get_vector_width
+
+from .isa import isa_of
 
 CONV_BLOCK = "conv2d_nhwc"
 
@@ -27,10 +32,7 @@ def _extent(sch: s_tir.Schedule, loop) -> int | None:
 
 
 def _lanes(target: Target) -> int:
-    try:
-        return max(4, llvm_get_vector_width(target) // 32)
-    except Exception:  # noqa: BLE001 - non-LLVM or unknown CPU: assume 128-bit vectors
-        return 4
+    return max(4, isa_of(target).lanes)
 
 
 def _divisor(extent: int, limit: int, prefer_at_least: int = 1) -> int:
@@ -39,14 +41,11 @@ def _divisor(extent: int, limit: int, prefer_at_least: int = 1) -> int:
     return best if best >= prefer_at_least else 1
 
 
-def max_accumulators(target: Target) -> int:
-    """Vector registers a conv tile may keep as accumulators (the rest hold weights and inputs)."""
-    triple = str(target.attrs.get("mtriple", ""))
-    if triple.startswith("aarch64"):
-        return 24
-    if triple.startswith("arm"):
-        return 12
-    return 28 if _lanes(target) >= 16 else 12
+def max_accumulators(target: Target, weight_vectors: int = 2) -> int:
+    """Vector registers a conv tile may keep as accumulators: all of the ISA's registers but the
+    `weight_vectors` loaded per reduction step, the input broadcast and one spare (AVX-512 and
+    aarch64: 32 - 2 - 2 = 28; AVX2, SSE, armv7: 16 - 2 - 2 = 12)."""
+    return max(1, isa_of(target).registers - weight_vectors - 2)
 
 
 def register_tiles(target: Target, channels: int, width: int) -> tuple[int, int]:
@@ -57,7 +56,8 @@ def register_tiles(target: Target, channels: int, width: int) -> tuple[int, int]
     ot = next((k * lanes for k in (2, 1) if channels % (k * lanes) == 0), _divisor(channels, lanes))
     if width <= 0:
         return ot, 0
-    return ot, _divisor(width, max(1, max_accumulators(target) // max(1, ot // lanes)), prefer_at_least=2)
+    vectors = max(1, ot // lanes)
+    return ot, _divisor(width, max(1, max_accumulators(target, vectors) // vectors), prefer_at_least=2)
 
 
 def _is_reduction(sch: s_tir.Schedule, block) -> bool:
