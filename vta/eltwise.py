@@ -17,6 +17,22 @@ from .isa import DEFAULT, AluInsn, AluOp, FinishInsn, GemmInsn, Mem, MemInsn, Op
 from .program import DramBuilder, VtaProgram
 
 
+def tile_stream(uop_base: int, uop_count: int, loads: list, computes: list, stores: list) -> list:
+    """The instruction stream of a double-buffered tile loop: the micro-ops, tile 0's loads, then per
+    tile t the loads of t+1 beside the compute and store of t, and the NOPs that drain the last tokens."""
+    insns = [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, dram_base=uop_base, y_size=1,
+                     x_size=uop_count, x_stride=uop_count)] + loads[0]
+    for t in range(len(computes)):
+        if t + 1 < len(loads):
+            insns += loads[t + 1]
+        insns += computes[t] + stores[t]
+    left = min(len(computes), 2)
+    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.INP, pop_next=True) for _ in range(left)]
+    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, pop_next=True) for _ in range(left)]
+    insns.append(FinishInsn())
+    return insns
+
+
 def compile_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift: int, clip, config: VtaConfig = DEFAULT):
     from .codegen import CompiledLayer, TilePlan, _blocks, pack_activation
 
@@ -89,15 +105,6 @@ def compile_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift:
         st[-1] = replace(st[-1], push_prev=True)
         stores.append(st)
 
-    insns = [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, dram_base=r_uop.element(Mem.UOP, c), y_size=1,
-                     x_size=len(uops), x_stride=len(uops))] + loads[0]
-    for t in range(len(tiles)):
-        if t + 1 < len(tiles):
-            insns += loads[t + 1]
-        insns += computes[t] + stores[t]
-    left = min(len(tiles), 2)
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.INP, pop_next=True) for _ in range(left)]
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, pop_next=True) for _ in range(left)]
-    insns.append(FinishInsn())
+    insns = tile_stream(r_uop.element(Mem.UOP, c), len(uops), loads, computes, stores)
     plan = TilePlan(toc, th, _blocks(CB, toc), _blocks(H, th), 0, 2)
     return CompiledLayer(VtaProgram(insns, dram.image(), dram.regions, c), (1, ch, H, W), 0, plan)

@@ -16,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
-from .isa import DEFAULT, AluInsn, AluOp, FinishInsn, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
+from .isa import DEFAULT, AluInsn, AluOp, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
+from .eltwise import tile_stream
 from .program import DramBuilder, VtaProgram
 
 
@@ -140,15 +141,6 @@ def maxpool(x: np.ndarray, kernel: tuple[int, int], stride: int, pads: tuple[int
         st[-1] = replace(st[-1], push_prev=True)
         stores.append(st)
 
-    insns = [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, dram_base=r_uop.element(Mem.UOP, c), y_size=1,
-                     x_size=len(uops), x_stride=len(uops))] + loads[0]
-    for t in range(len(tiles)):
-        if t + 1 < len(tiles):
-            insns += loads[t + 1]
-        insns += computes[t] + stores[t]
-    left = min(len(tiles), 2)
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.INP, pop_next=True) for _ in range(left)]
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, pop_next=True) for _ in range(left)]
-    insns.append(FinishInsn())
+    insns = tile_stream(r_uop.element(Mem.UOP, c), len(uops), loads, computes, stores)
     plan = TilePlan(toc, th, _blocks(CB, toc), _blocks(Ho, th), 0, 1)
     return CompiledLayer(VtaProgram(insns, dram.image(), dram.regions, c), (1, ch, Ho, Wo), 0, plan)
