@@ -30,6 +30,7 @@ import numpy as np
 from ..compiler.diagnostics import UsageError
 from .isa import DEFAULT, AluInsn, AluOp, FinishInsn, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
 from .program import DramBuilder, VtaProgram
+from .tiles import output_tiles, store_tile
 
 BIAS_SLOTS = 32  # accumulator entries kept for one group's bias (and as many for its shifts)
 
@@ -293,8 +294,7 @@ class _Conv:
 
         # steps: (group, first output row, rows, output blocks, input-chunk); a tile is one
         # (group, rows) pair and owns an ACC half; each step owns an INP half
-        tiles = [(g, oy0, min(th, self.Ho - oy0), min(toc, self.OCB - g * toc))
-                 for g in range(p.groups) for oy0 in range(0, self.Ho, th)]
+        tiles = output_tiles(self.OCB, toc, self.Ho, th)
         steps = [(t, ch) for t in range(len(tiles)) for ch in range(chunks)]
 
         # micro-ops: ALU/reset per ACC parity; GEMM per (INP parity, ACC parity, WGT parity, chunk, tap)
@@ -418,11 +418,7 @@ class _Conv:
 
             st = []
             if last_chunk:
-                st = [MemInsn(opcode=Opcode.STORE, mem_type=Mem.OUT, sram_base=par * self.acc_half + b * th * Wo,
-                              dram_base=r_out.element(Mem.OUT, c) + ((g * toc + b) * self.Ho + oy0) * Wo,
-                              y_size=1, x_size=th_t * Wo, x_stride=th_t * Wo) for b in range(tc)]
-                st[0] = replace(st[0], pop_prev=True)
-                st[-1] = replace(st[-1], push_prev=True)
+                st = store_tile(r_out.element(Mem.OUT, c), par * self.acc_half, tiles[t], toc, th, self.Ho, Wo)
             stores.append(st)
 
         insns = [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, dram_base=r_uop.element(Mem.UOP, c),

@@ -13,24 +13,9 @@ from dataclasses import replace
 import numpy as np
 
 from ..compiler.diagnostics import UsageError
-from .isa import DEFAULT, AluInsn, AluOp, FinishInsn, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
+from .isa import DEFAULT, AluInsn, AluOp, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
 from .program import DramBuilder, VtaProgram
-
-
-def tile_stream(uop_base: int, uop_count: int, loads: list, computes: list, stores: list) -> list:
-    """The instruction stream of a double-buffered tile loop: the micro-ops, tile 0's loads, then per
-    tile t the loads of t+1 beside the compute and store of t, and the NOPs that drain the last tokens."""
-    insns = [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, dram_base=uop_base, y_size=1,
-                     x_size=uop_count, x_stride=uop_count)] + loads[0]
-    for t in range(len(computes)):
-        if t + 1 < len(loads):
-            insns += loads[t + 1]
-        insns += computes[t] + stores[t]
-    left = min(len(computes), 2)
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.INP, pop_next=True) for _ in range(left)]
-    insns += [MemInsn(opcode=Opcode.LOAD, mem_type=Mem.UOP, pop_next=True) for _ in range(left)]
-    insns.append(FinishInsn())
-    return insns
+from .tiles import output_tiles, store_tile, tile_stream
 
 
 def compile_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift: int, clip, config: VtaConfig = DEFAULT):
@@ -71,8 +56,7 @@ def compile_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift:
     r_uop = dram.add("uop", uops)
     r_out = dram.reserve("out", (CB, H, W, blk), np.int8)
 
-    tiles = [(g, oy0, min(th, H - oy0), min(toc, CB - g * toc))
-             for g in range(_blocks(CB, toc)) for oy0 in range(0, H, th)]
+    tiles = output_tiles(CB, toc, H, th)
     loads, computes, stores = [], [], []
     for t, (g, oy0, th_t, tc) in enumerate(tiles):
         par = t % 2
@@ -98,12 +82,7 @@ def compile_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift:
         cp.append(AluInsn(alu_op=AluOp.MAX, use_imm=True, imm=clip[0], **loops))
         cp.append(AluInsn(alu_op=AluOp.MIN, use_imm=True, imm=clip[1], push_next=True, **loops))
         computes.append(cp)
-        st = [MemInsn(opcode=Opcode.STORE, mem_type=Mem.OUT, sram_base=par * acc_half + k * th * W,
-                      dram_base=r_out.element(Mem.OUT, c) + ((g * toc + k) * H + oy0) * W,
-                      y_size=1, x_size=th_t * W, x_stride=th_t * W) for k in range(tc)]
-        st[0] = replace(st[0], pop_prev=True)
-        st[-1] = replace(st[-1], push_prev=True)
-        stores.append(st)
+        stores.append(store_tile(r_out.element(Mem.OUT, c), par * acc_half, tiles[t], toc, th, H, W))
 
     insns = tile_stream(r_uop.element(Mem.UOP, c), len(uops), loads, computes, stores)
     plan = TilePlan(toc, th, _blocks(CB, toc), _blocks(H, th), 0, 2)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..compiler.diagnostics import UsageError
 from .isa import DEFAULT, AluInsn, AluOp, GemmInsn, Mem, MemInsn, Opcode, VtaConfig, encode_uops
-from .eltwise import tile_stream
+from .tiles import output_tiles, store_tile, tile_stream
 from .program import DramBuilder, VtaProgram
 
 
@@ -92,8 +92,7 @@ def maxpool(x: np.ndarray, kernel: tuple[int, int], stride: int, pads: tuple[int
     r_uop = dram.add("uop", uops)
     r_out = dram.reserve("out", (CB, Ho, Wo, blk), np.int8)
 
-    tiles = [(g, oy0, min(th, Ho - oy0), min(toc, CB - g * toc))
-             for g in range(_blocks(CB, toc)) for oy0 in range(0, Ho, th)]
+    tiles = output_tiles(CB, toc, Ho, th)
     loads, computes, stores = [], [], []
     for t, (g, oy0, th_t, tc) in enumerate(tiles):
         par = t % 2
@@ -134,12 +133,7 @@ def maxpool(x: np.ndarray, kernel: tuple[int, int], stride: int, pads: tuple[int
             cp.append(AluInsn(alu_op=AluOp.ADD if tap == 0 else AluOp.MAX, **loops))
         cp[-1] = replace(cp[-1], push_next=True)
         computes.append(cp)
-        st = [MemInsn(opcode=Opcode.STORE, mem_type=Mem.OUT, sram_base=par * acc_half + in_size + k * th * Wo,
-                      dram_base=r_out.element(Mem.OUT, c) + ((g * toc + k) * Ho + oy0) * Wo,
-                      y_size=1, x_size=th_t * Wo, x_stride=th_t * Wo) for k in range(tc)]
-        st[0] = replace(st[0], pop_prev=True)
-        st[-1] = replace(st[-1], push_prev=True)
-        stores.append(st)
+        stores.append(store_tile(r_out.element(Mem.OUT, c), par * acc_half + in_size, tiles[t], toc, th, Ho, Wo))
 
     insns = tile_stream(r_uop.element(Mem.UOP, c), len(uops), loads, computes, stores)
     plan = TilePlan(toc, th, _blocks(CB, toc), _blocks(Ho, th), 0, 1)
