@@ -49,6 +49,20 @@ def chain_optimum(model: CostModel, order: list[int] | None = None, wires: tuple
     return min(results, key=lambda r: r.period)
 
 
+def relax(best: np.ndarray, arg: np.ndarray, f_prev: np.ndarray, t: np.ndarray, prev: int, cols: np.ndarray) -> None:
+    """One DP step in place: for every last unit b, a stage a..b costing `t[a, b]` after the best plan
+    `f_prev[a-1]` of units 0..a-1 (a later stage never starts at unit 0) improves `best[b]` when its
+    bottleneck is lower; `arg[b]` keeps (a, prev) for the backtrack."""
+    before = np.concatenate([[np.inf], f_prev[:-1]])
+    cand = np.maximum(before[:, None], t)
+    a = np.argmin(cand, axis=0)
+    value = cand[a, cols]
+    better = value < best
+    best[better] = value[better]
+    arg[better, 0] = a[better]
+    arg[better, 1] = prev
+
+
 def _chain_optimum(model: CostModel, order: list[int] | None, wire: str) -> ChainOptimum:
     p = model.platform
     order = list(range(p.count)) if order is None else list(order)
@@ -71,14 +85,7 @@ def _chain_optimum(model: CostModel, order: list[int] | None, wire: str) -> Chai
                 continue
             src = order[i]
             t = c + model.in_bytes * (model.wire(src, d, wire) / p.bandwidth[src, d]) + model.in_msgs * p.latency[src, d]
-            before = np.concatenate([[inf], f[i, :-1]])  # f[i, a-1]; a later stage never starts at unit 0
-            cand = np.maximum(before[:, None], t)
-            a = np.argmin(cand, axis=0)
-            value = cand[a, cols]
-            better = value < best
-            best[better] = value[better]
-            arg[better, 0] = a[better]
-            arg[better, 1] = i
+            relax(best, arg, f[i], t, i, cols)
         f[j] = best
         back[j] = arg
     last = f[:, u - 1]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chain_dp import ChainOptimum
+from .chain_dp import ChainOptimum, relax
 from .cost_model import CostModel, Plan
 
 
@@ -56,14 +56,7 @@ def replicated_chain_optimum(model: CostModel, order: list[int] | None = None, w
                 per_byte = max(model.wire(s, d, wire) / p.bandwidth[s, d] for s in sources)
                 per_msg = max(p.latency[s, d] for s in sources)
                 t = np.maximum(t, c + model.in_bytes * per_byte + model.in_msgs * per_msg)
-            before = np.concatenate([[inf], f[m, :-1]])
-            cand = np.maximum(before[:, None], t / r)
-            a = np.argmin(cand, axis=0)
-            value = cand[a, cols]
-            better = value < best
-            best[better] = value[better]
-            arg[better, 0] = a[better]
-            arg[better, 1] = m
+            relax(best, arg, f[m], t / r, m, cols)
         f[n] = best
         back[n] = arg
     last = f[:, u - 1]
