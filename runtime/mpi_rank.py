@@ -35,7 +35,7 @@ from .inputs import rank_inputs
 from .outputs import CompiledOutput
 from .pipeline import FrameLoop, TensorSpec
 from .progress import CONNECT, DONE, READY, SETUP, current_frame, open_progress
-from .replica_frames import (check_replicated_run, gather_outputs as gather_dealt_outputs, rank_roles, rank_row,
+from .replica_frames import (gather_outputs as gather_dealt_outputs, rank_roles, rank_row,
                              replica_session, threads_of, with_peer_counts)
 from .report import summarize
 from .stage_kernel import kernel_for, links, output_specs
@@ -133,7 +133,6 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
         raise UsageError(f"started with {comm.Get_size()} ranks, but '{out}' has {len(roles)} ranks "
                          f"({len(compiled.stages)} stages)")
     role = roles[rank]
-    check_replicated_run(manifest, engine, emulated=(rundir / "emulation.json").is_file())
     table = rank_row(out, rank)
     recvs, sends = with_peer_counts(links(table["recvs"]), roles), with_peer_counts(links(table["sends"]), roles)
     mine = [spec for _, spec in manifest.stage_outputs(role.stage)]
