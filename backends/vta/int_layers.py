@@ -16,7 +16,7 @@ residual Add, MaxPool) and names every other node with the reason it stays on th
 Rounding: onnxruntime's QuantizeLinear rounds half to even; VTA's shift rounds by adding
 2^(shift-1) first (half up). They differ only on exact ties, by one LSB, which is the issue's
 tolerance against onnxruntime. `reference` computes the VTA semantics exactly (int32 wrap-around
-included), the result the simulator must reproduce bit for bit.
+included) with `edgec.vta.reference`, the result the simulator must reproduce bit for bit.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Mapping
 
 import numpy as np
 import onnx_ir as ir
+
+from ...vta import reference as vta_reference
 
 INT8 = (-128, 127)
 
@@ -319,28 +321,9 @@ def _maxpool(reader: _Reader, node: ir.Node) -> tuple[IntLayer, ir.Node | None] 
 
 
 def requantize(acc: np.ndarray, shift: np.ndarray | int, relu: bool) -> np.ndarray:
-    """VTA's end of a layer, in int32: add the rounding half, arithmetic shift right, ReLU, clip to int8."""
-    acc = acc.astype(np.int32)
-    shift = np.asarray(shift, dtype=np.int32)
-    half = np.where(shift > 0, np.left_shift(np.int32(1), np.maximum(shift - 1, 0)), 0).astype(np.int32)
-    with np.errstate(over="ignore"):
-        shifted = np.where(shift >= 0, (acc + half) >> np.maximum(shift, 0), acc << np.maximum(-shift, 0))
-    if relu:
-        shifted = np.maximum(shifted, 0)
-    return np.clip(shifted, *INT8).astype(np.int8)
-
-
-def conv_int32(x: np.ndarray, w: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
-    """int8 NCHW × int8 OIHW → int32 NCHW accumulators, wrapping around like the hardware."""
-    top, left, bottom, right = pads
-    x = np.pad(x.astype(np.int32), ((0, 0), (0, 0), (top, bottom), (left, right)))
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    sh, sw = strides
-    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
-    acc = np.einsum("nchwij,ocij->nohw", windows.astype(np.int64), w.astype(np.int64), optimize=True)
-    return acc.astype(np.int32)
+    """VTA's end of a layer (`edgec.vta.reference.requantize`): round half up, arithmetic shift, ReLU as the
+    clip (0, 127), clip to int8."""
+    return vta_reference.requantize(acc, shift, (0, INT8[1]) if relu else INT8)
 
 
 def reference(extraction: Extraction, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -348,18 +331,18 @@ def reference(extraction: Extraction, feeds: Mapping[str, np.ndarray]) -> dict[s
     values = {name: np.asarray(a, dtype=np.int8) for name, a in feeds.items()}
     for layer in extraction.layers:
         if isinstance(layer, IntConv):
+            clip = (0, INT8[1]) if layer.relu else INT8
             x = values[layer.x.name]
             if layer.dense:
-                x = x.reshape(*x.shape, 1, 1)
-            acc = conv_int32(x, layer.weight, layer.strides, layer.pads)
-            with np.errstate(over="ignore"):
-                acc = acc + layer.bias.reshape(1, -1, 1, 1)
-            y = requantize(acc, layer.shift.reshape(1, -1, 1, 1), layer.relu)
-            values[layer.y.name] = y.reshape(y.shape[:2]) if layer.dense else y
+                values[layer.y.name] = vta_reference.gemm(x, layer.weight[:, :, 0, 0], layer.bias, shift=layer.shift,
+                                                          clip=clip)
+            else:
+                values[layer.y.name] = vta_reference.conv2d(x, layer.weight, layer.bias, stride=layer.strides,
+                                                            pads=layer.pads, shift=layer.shift, clip=clip)
         elif isinstance(layer, IntAdd):
-            a = values[layer.a.name].astype(np.int32) << layer.a_left
-            b = values[layer.b.name].astype(np.int32) << layer.b_left
-            values[layer.y.name] = requantize(a + b, layer.shift, layer.relu)
+            values[layer.y.name] = vta_reference.add(values[layer.a.name], values[layer.b.name], shift_a=layer.a_left,
+                                                     shift_b=layer.b_left, shift=layer.shift,
+                                                     clip=(0, INT8[1]) if layer.relu else INT8)
         else:
             x = values[layer.x.name].astype(np.int32)
             top, left, bottom, right = layer.pads
