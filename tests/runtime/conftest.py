@@ -1,12 +1,11 @@
 """Fixtures for the distributed runtime tests: compiled outputs of the tiny example and light-zoo models.
 
 Why session-scoped: compiling is the slow part of these tests, and every test only reads the
-outputs. `leftover_ranks` is how the tests check that no run leaves processes behind.
+outputs.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import onnx
@@ -45,14 +44,3 @@ def zoo_out(tmp_path_factory):
         return out
 
     return make
-
-
-@pytest.fixture
-def leftover_ranks():
-    """Rank processes of runs on an output directory that are still alive."""
-
-    def find(out: Path) -> list[str]:
-        found = subprocess.run(["pgrep", "-af", f"edgec.runtime.mpi_rank {out}"], capture_output=True, text=True)
-        return [line for line in found.stdout.splitlines() if "pgrep" not in line]
-
-    return find
