@@ -105,18 +105,25 @@ class WireQuantization(Record):
 
 
 @dataclass(frozen=True)
-class LayerPruning:
-    """One layer the prune pass shrank: channels before and after, and the statement that asked."""
+class LayerPruning(Record):
+    """One layer the prune pass shrank: channels before and after, and the statement that asked (also the
+    manifest's `pruning.layers` entry)."""
 
     node: str
     channels_before: int
     channels_after: int
     statement: str
 
+    @classmethod
+    def read(cls, f: Fields) -> LayerPruning:
+        f.only(*cls.__dataclass_fields__)
+        return cls(f.string("node"), f.integer("channels_before"), f.integer("channels_after"), f.string("statement"))
+
 
 @dataclass(frozen=True)
-class PruningCost:
-    """Parameters and MACs before and after one prune statement: of one stage, or of the whole model (`stage` None)."""
+class PruningCost(Record):
+    """Parameters and MACs before and after one prune statement: of one stage, or of the whole model (`stage` None);
+    also the manifest's `pruning.costs` entry."""
 
     statement: str
     stage: int | None
@@ -124,6 +131,12 @@ class PruningCost:
     params_after: int
     macs_before: int
     macs_after: int
+
+    @classmethod
+    def read(cls, f: Fields) -> PruningCost:
+        f.only(*cls.__dataclass_fields__)
+        return cls(f.string("statement"), f.integer("stage", null=True), f.integer("params_before"),
+                   f.integer("params_after"), f.integer("macs_before"), f.integer("macs_after"))
 
 
 @dataclass(frozen=True)

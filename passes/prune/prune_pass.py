@@ -145,4 +145,5 @@ def _layer_channels(graph: ir.Graph) -> dict[str, tuple[ir.Node, int]]:
 
 
 def _cost(statement: str, stage: int | None, before: dict, after: dict) -> PruningCost:
-    return PruningCost(statement, stage, before["params"], after["params"], before["macs"], after["macs"])
+    return PruningCost(statement, stage, int(before["params"]), int(after["params"]), int(before["macs"]),
+                       int(after["macs"]))
