@@ -63,6 +63,23 @@ def relax(best: np.ndarray, arg: np.ndarray, f_prev: np.ndarray, t: np.ndarray, 
     arg[better, 1] = prev
 
 
+def backtrack(f: np.ndarray, back: np.ndarray) -> tuple[float, list[tuple[int, int]]] | None:
+    """The optimum of the filled tables and its stages in order, each as (first unit, DP state of its last unit);
+    None when no plan fits. `f[state, b]` is the best bottleneck covering units 0..b ending in `state`, `back` the
+    (first unit, previous state) that `relax` kept."""
+    last = f[:, -1]
+    if not np.isfinite(last).any():
+        return None
+    state = int(np.argmin(last))
+    period, stages, b = float(last[state]), [], f.shape[1] - 1
+    while True:
+        a, prev = (int(x) for x in back[state, b])
+        stages.append((a, state))
+        if prev < 0:
+            return period, stages[::-1]
+        b, state = a - 1, prev
+
+
 def _chain_optimum(model: CostModel, order: list[int] | None, wire: str) -> ChainOptimum:
     p = model.platform
     order = list(range(p.count)) if order is None else list(order)
@@ -88,18 +105,8 @@ def _chain_optimum(model: CostModel, order: list[int] | None, wire: str) -> Chai
             relax(best, arg, f[i], t, i, cols)
         f[j] = best
         back[j] = arg
-    last = f[:, u - 1]
-    if not np.isfinite(last).any():
+    found = backtrack(f, back)
+    if found is None:
         return ChainOptimum(inf, None)
-    j = int(np.argmin(last))
-    period = float(last[j])
-    starts, devices = [], []
-    b = u - 1
-    while True:
-        a, i = (int(x) for x in back[j, b])
-        devices.append(order[j])
-        starts.append(a)
-        if i < 0:
-            break
-        b, j = a - 1, i
-    return ChainOptimum(period, Plan(tuple(reversed(starts)), tuple(reversed(devices)), wire))
+    period, stages = found
+    return ChainOptimum(period, Plan(tuple(a for a, _ in stages), tuple(order[j] for _, j in stages), wire))

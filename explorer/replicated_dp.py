@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chain_dp import ChainOptimum, relax
+from .chain_dp import ChainOptimum, backtrack, relax
 from .cost_model import CostModel, Plan
 
 
@@ -59,22 +59,11 @@ def replicated_chain_optimum(model: CostModel, order: list[int] | None = None, w
             relax(best, arg, f[m], t / r, m, cols)
         f[n] = best
         back[n] = arg
-    last = f[:, u - 1]
-    if not np.isfinite(last).any():
+    found = backtrack(f, back)
+    if found is None:
         return ChainOptimum(inf, None)
-    n = int(np.argmin(last))
-    period = float(last[n])
-    starts, groups = [], []
-    b = u - 1
-    while True:
-        a, m = (int(x) for x in back[n, b])
-        i, j = runs[n]
-        groups.append(tuple(order[i:j + 1]))
-        starts.append(a)
-        if m < 0:
-            break
-        b, n = a - 1, m
-    groups.reverse()
+    period, stages = found
+    groups = [tuple(order[runs[n][0]:runs[n][1] + 1]) for _, n in stages]
     replicas = tuple(g[1:] for g in groups)
-    return ChainOptimum(period, Plan(tuple(reversed(starts)), tuple(g[0] for g in groups), wire,
+    return ChainOptimum(period, Plan(tuple(a for a, _ in stages), tuple(g[0] for g in groups), wire,
                                      replicas if any(replicas) else ()))
