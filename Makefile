@@ -11,6 +11,7 @@ setup:
 	$(PYTHON) -m pip install -q --root-user-action=ignore -e ".[test]" "mpi4py>=4"
 	@$(PYTHON) -c "from mpi4py import MPI; v = MPI.Get_library_version(); assert 'Open MPI' in v, 'mpi4py is not using Open MPI: ' + v"
 	$(PYTHON) -m edgec fetch-runtime aarch64 -q
+	$(PYTHON) -m edgec fetch-runtime ulfm -q
 
 example: setup
 	$(PYTHON) examples/tiny_cnn.py

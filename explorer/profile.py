@@ -59,10 +59,12 @@ def _feeds(session) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _session(path: Path, threads: int, profile_prefix: str | None = None):
+def _session(path: Path, threads: int, profile_prefix: str | None = None, fused: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if not fused:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -73,11 +75,12 @@ def _session(path: Path, threads: int, profile_prefix: str | None = None):
 
 
 def node_times(model_path: Path, names: list[str], threads: int, repeats: int, workdir: Path,
-               outputs: dict[str, str] | None = None) -> dict:
+               outputs: dict[str, str] | None = None, fused: bool = True) -> dict:
     """Per-node seconds (the median over `repeats` profiled runs, scaled to the unprofiled run time);
-    `outputs` maps value names to the node writing them."""
+    `outputs` maps value names to the node writing them. `fused=False` turns onnxruntime's graph optimizations
+    off, so every kernel is one node (no fused group charged to one of its nodes): the times a re-split needs."""
     known = {**(outputs or {}), **{n: n for n in names}}
-    plain = _session(model_path, threads)
+    plain = _session(model_path, threads, fused=fused)
     feeds = _feeds(plain)
     plain.run(None, feeds)
     walls = []
@@ -86,7 +89,7 @@ def node_times(model_path: Path, names: list[str], threads: int, repeats: int, w
         plain.run(None, feeds)
         walls.append(time.perf_counter() - start)
     del plain
-    profiled = _session(model_path, threads, str(workdir / f"ort-{threads}"))
+    profiled = _session(model_path, threads, str(workdir / f"ort-{threads}"), fused=fused)
     profiled.run(None, feeds)
     for _ in range(repeats):
         profiled.run(None, feeds)
@@ -162,8 +165,9 @@ def runtime_overhead_bytes() -> int:
 
 
 def profile(model: ir.Model, threads: list[int], *, repeats: int = 5, with_mpi: bool = True,
-            progress: Callable[[str], None] = lambda _m: None, source: str | None = None) -> dict:
-    """The profile document (`edgec profile -o` writes it as JSON)."""
+            progress: Callable[[str], None] = lambda _m: None, source: str | None = None,
+            fused: bool = True) -> dict:
+    """The profile document (`edgec profile -o` writes it as JSON); `fused=False`: see `node_times`."""
     names = [n.name for n in model.graph]
     outputs = {v.name: n.name for n in model.graph for v in n.outputs}
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -175,7 +179,9 @@ def profile(model: ir.Model, threads: list[int], *, repeats: int = 5, with_mpi: 
         ir.save(model, path, external_data="model.data")  # the weights copied: the loader's point into the source file
         for count in sorted(set(threads)):
             progress(f"profiling {len(names)} nodes with onnxruntime, {count} thread(s), {repeats} runs")
-            result["threads"][str(count)] = node_times(path, names, count, repeats, Path(tmp), outputs)
+            result["threads"][str(count)] = node_times(path, names, count, repeats, Path(tmp), outputs, fused)
+    if not fused:
+        result["graph_optimizations"] = "disabled"
     if with_mpi:
         progress("measuring MPI messages (mpirun -np 2 ping-pong)")
         result["mpi"] = mpi_overhead()

@@ -18,13 +18,17 @@ row has come), so MPI's in-order matching puts each message into its own frame's
 Recovery error: when a rebuilt part's own row arrives later, the two are compared: the
 largest absolute difference over the largest magnitude of the part (0 when the part is all
 zeros), kept per part; a norm-wise relative error, because element-wise ratios are noise near 0.
+
+Dead ranks (ULFM only, `failures`): a request that fails with MPI_ERR_PROC_FAILED marks every row of
+the dead rank lost; a lost row is never waited for, tested or compared again, and is rebuilt in
+every later frame (`ulfm_mpi.py`; without `failures` the error is raised as before).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -32,6 +36,9 @@ from mpi4py import MPI
 from ..backends.cdc_records import CdcLayerEntry
 from .cdc_decode import Decoder
 from .pipeline import Link
+
+if TYPE_CHECKING:
+    from .ulfm_mpi import Failures
 
 DEFAULT_DEPTH = 8
 
@@ -63,6 +70,8 @@ class CodedMerge:
     rebuilt: list[list[str]] = field(default_factory=list)
     errors: dict[str, float] = field(default_factory=dict)
     late: int = 0
+    failures: "Failures | None" = None
+    """Under ULFM: a row whose rank died is marked lost (`lost`, row indices) and rebuilt from then on."""
 
     def __post_init__(self) -> None:
         if self.depth < 2 or self.depth % 2:
@@ -80,6 +89,7 @@ class CodedMerge:
                        for i, row in enumerate(self._rows)] for s in range(self.depth)]
         self.inputs = [{row.name: row.link.spec.empty() for row in self._rows} for _ in range(2)]
         self._kept: dict[tuple[int, int], np.ndarray] = {}
+        self.lost: set[int] = set()
 
     @property
     def tensors(self) -> set[str]:
@@ -90,7 +100,7 @@ class CodedMerge:
         self._frames, self._consumed = frames, 0
         self._oldest = [0] * len(self._rows)
         self._done = [[False] * len(self._rows) for _ in range(self.depth)]
-        self.rebuilt, self.errors, self.late, self._kept = [], {}, 0, {}
+        self.rebuilt, self.errors, self.late, self._kept, self.lost = [], {}, 0, {}, set()
         for s in range(min(self.depth, frames)):
             for request in self._reqs[s]:
                 request.Start()
@@ -99,20 +109,24 @@ class CodedMerge:
         """Return once every layer has k rows of `frame` (after waiting up to `wait_s` for all of them)."""
         self._poll()
         for i in range(len(self._rows)):
-            while self._oldest[i] <= frame - self.depth:
+            while i not in self.lost and self._oldest[i] <= frame - self.depth:
                 old = self._oldest[i]
-                self._reqs[old % self.depth][i].Wait()
-                self._done[old % self.depth][i] = True
-                self._advance(i)
+                if self._survive(self._reqs[old % self.depth][i].Wait, [i]):
+                    self._done[old % self.depth][i] = True
+                    self._advance(i)
         slot, done = frame % self.depth, self._done[frame % self.depth]
-        pending = [i for i in range(len(self._rows)) if not done[i]]
+        pending = [i for i in range(len(self._rows)) if not done[i] and i not in self.lost]
         if self.wait_s > 0 and pending:
             deadline = time.perf_counter() + self.wait_s
             while pending and time.perf_counter() < deadline:
                 pending = self._test(slot, pending)
         while pending and not self._enough(done):
             requests = [self._reqs[slot][i] for i in pending]
-            done[pending.pop(MPI.Request.Waitany(requests))] = True
+            index = self._survive(lambda: MPI.Request.Waitany(requests), pending)
+            if index is None:
+                pending = [i for i in pending if i not in self.lost]
+            else:
+                done[pending.pop(index)] = True
 
     def fill(self, frame: int, parity: int) -> None:
         """Copy the rows of `frame` that came into kernel set `parity`, rebuild the missing parts there, record them."""
@@ -125,7 +139,8 @@ class CodedMerge:
                     np.copyto(inputs[name], arrived[name])
             missing = decoder.recover_into(arrived, inputs)
             for name in missing:
-                self._kept[(frame, self._index(layer, name))] = inputs[name].copy()
+                if (index := self._index(layer, name)) not in self.lost:
+                    self._kept[(frame, index)] = inputs[name].copy()
             rebuilt += missing
         self.rebuilt.append(rebuilt)
         self._consumed = frame + 1
@@ -135,14 +150,14 @@ class CodedMerge:
     def drain(self) -> None:
         """Wait for every late row (the stragglers' sends then complete) and compare them with what was rebuilt."""
         for i in range(len(self._rows)):
-            while self._oldest[i] < self._consumed:
-                self._reqs[self._oldest[i] % self.depth][i].Wait()
-                self._done[self._oldest[i] % self.depth][i] = True
-                self._advance(i)
+            while i not in self.lost and self._oldest[i] < self._consumed:
+                if self._survive(self._reqs[self._oldest[i] % self.depth][i].Wait, [i]):
+                    self._done[self._oldest[i] % self.depth][i] = True
+                    self._advance(i)
 
     def close(self) -> None:
         for request in [r for reqs in self._reqs for r in reqs]:
-            request.Free()
+            self._survive(request.Free, [])
         self._reqs = []
 
     def part_ranks(self) -> dict[str, int]:
@@ -158,12 +173,25 @@ class CodedMerge:
             have[row.layer] += done[i]
         return all(h >= need for h, need in zip(have, self._need))
 
+    def _survive(self, operation: Callable, rows: list[int]):
+        """`operation()` (a request's Wait, Test, Free, or a Waitany over `rows`); under ULFM, when a peer died, mark
+        the dead ranks' rows lost and return None instead (`Failures` raises for a loss the run cannot survive)."""
+        try:
+            return operation()
+        except MPI.Exception as exc:
+            if self.failures is None or not self.failures.is_failure(exc):
+                raise
+            suspect = self._rows[rows[0]].link.peer if len(rows) == 1 else None
+            dead = self.failures.update(suspect)
+            self.lost |= {i for i, row in enumerate(self._rows) if row.link.peer in dead}
+            return None
+
     def _test(self, slot: int, pending: list[int]) -> list[int]:
         left = []
         for i in pending:
-            if self._reqs[slot][i].Test():
+            if self._survive(self._reqs[slot][i].Test, [i]):
                 self._done[slot][i] = True
-            else:
+            elif i not in self.lost:
                 left.append(i)
         return left
 
@@ -173,7 +201,7 @@ class CodedMerge:
             for frame in range(self._oldest[i], self._consumed):
                 slot = frame % self.depth
                 if not self._done[slot][i]:
-                    if not self._reqs[slot][i].Test():
+                    if i in self.lost or not self._survive(self._reqs[slot][i].Test, [i]):
                         break
                     self._done[slot][i] = True
             self._advance(i)

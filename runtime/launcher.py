@@ -34,11 +34,13 @@ import numpy as np
 
 from ..compiler.diagnostics import UsageError
 from .engines import checked_engine
+from .fault_model import killed_failure, live_states, parse_kills, survived
 from .faults import parse_straggler
+from .ulfm_runtime import choose_mpi, ulfm_env
 from .failure import RuntimeFailure, crashed_rank, rank_name, read_rank_errors, stopped, tail
 from .inputs import RUN_INPUTS, stack_feeds
 from .outputs import CompiledOutput
-from .progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, Limits, RunWatch, Stop, read_all
+from .progress import DEFAULT_STALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, Limits, RunWatch, Stop
 
 DEFAULT_TIMEOUT = 300.0
 """The overall limit of engines whose ranks report no progress (the C++ program); the Python ranks
@@ -128,8 +130,13 @@ def mpirun_prefix(compiled: CompiledOutput, hosts: Path | None, forward: tuple[s
 
 def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: int, keep_outputs: bool,
                 hosts: Path | None, engine: str = "onnxruntime", target: Any = None, cdc_wait_ms: float = 0.0,
-                stragglers: tuple[str, ...] = (), rate: float = 0.0) -> list[str]:
+                stragglers: tuple[str, ...] = (), rate: float = 0.0, slow: tuple[str, ...] = (),
+                kills: tuple[str, ...] = (), ulfm: Path | None = None) -> list[str]:
     cmd = mpirun_prefix(compiled, hosts, target=target)
+    if ulfm is not None:
+        from .ulfm_runtime import mpiexec_prefix
+
+        cmd[:1] = mpiexec_prefix(ulfm)
     if importlib.util.find_spec("mpi4py") is None:
         raise UsageError("the Python package mpi4py is not installed", hint="pip install mpi4py")
     cmd += [sys.executable, "-m", "edgec.runtime.mpi_rank", str(compiled.root.resolve()), str(rundir),
@@ -140,6 +147,12 @@ def mpi_command(compiled: CompiledOutput, rundir: Path, *, frames: int, warmup: 
         cmd += ["--straggler", spec]
     if rate > 0:
         cmd += ["--rate", repr(float(rate))]
+    for spec in slow:
+        cmd += ["--slow", spec]
+    for spec in kills:
+        cmd += ["--kill", spec]
+    if ulfm is not None:
+        cmd += ["--fault-tolerant"]
     return cmd + (["--keep-outputs"] if keep_outputs else [])
 
 
@@ -189,6 +202,10 @@ def _alive(pids: list[int]) -> bool:
 def _failure(compiled: CompiledOutput, rundir: Path, log: str, rc: int | Stop) -> RuntimeFailure:
     stages = compiled.stages
     errors = read_rank_errors(rundir, log)
+    cause = errors[0].describe(stages) if errors else None
+    if killed := killed_failure(compiled.manifest, rundir, lambda rank: rank_name(rank, stages), cause):
+        limit = f"; the run was stopped at its {rc.reason} limit" if isinstance(rc, Stop) else ""
+        return RuntimeFailure(killed + limit)
     if errors:
         first = errors[0]
         if isinstance(rc, Stop):
@@ -210,7 +227,8 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         workdir: str | Path | None = None, engine: str = "onnxruntime",
         startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT, target: Any = None, cdc_wait_ms: float = 0.0,
-        stragglers: tuple[str, ...] = (), rate: float = 0.0) -> RunResult:
+        stragglers: tuple[str, ...] = (), rate: float = 0.0, slow: tuple[str, ...] = (), kills: tuple[str, ...] = (),
+        mpi: str = "auto") -> RunResult:
     """Run OUT with one MPI rank per stage and return the report and (with keep_outputs) the graph
     outputs of every measured frame, stacked. `feeds` holds one frame per input, repeated, or a
     stack of frames per input, cycled. Limits in seconds (None: off): `startup_timeout` until every
@@ -218,7 +236,9 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     an emulated cluster to run in (`cluster.mpi.ClusterTarget`), instead of this machine's own network.
     `cdc_wait_ms`: how long a coded layer's merge waits for all its rows before decoding from the first k;
     `stragglers`: `faults` specs (RANK:DELAY[:PROB] or random:DELAY); `rate`: frames offered per second by the
-    input ranks (0: as fast as the pipeline takes them)."""
+    input ranks (0: as fast as the pipeline takes them); `slow`: `slow.py` specs (RANK:FACTOR, that rank computes FACTOR
+    times slower); `kills`: `fault_model` specs (RANK@FRAME, that rank SIGKILLs itself); `mpi`: "auto" (the ULFM
+    Open MPI where a loss can be survived, `ulfm_runtime.choose_mpi`), "default" or "ulfm"."""
     compiled = CompiledOutput.open(out)
     check_run_options(frames, warmup, timeout, startup_timeout=startup_timeout, stall_timeout=stall_timeout)
     if not cdc_wait_ms >= 0:
@@ -226,10 +246,16 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     if not 0 <= rate < float("inf"):
         raise UsageError("--rate must be a finite number of frames per second (0: as fast as possible)")
     stragglers = tuple(parse_straggler(spec, compiled.manifest).spec for spec in stragglers)
+    from .slow import slowdowns
+
+    slow = tuple(f"{rank}:{factor!r}" for rank, factor in slowdowns(slow, rank_count(compiled)).items())
     checked_engine(compiled, engine, per_stage=True)
     from .replica_frames import check_replicated_run
 
     check_replicated_run(compiled.manifest, engine, emulated=target is not None)
+    parsed_kills = parse_kills(kills, compiled.manifest, warmup + frames)
+    kills = tuple(kill.spec for kill in parsed_kills)
+    ulfm = choose_mpi(compiled.manifest, parsed_kills, mpi, local=target is None and not hosts)
     for rank in range(len(compiled.stages)):
         compiled.stage_model(rank)
     stacks = stack_feeds(compiled.manifest, feeds)
@@ -237,12 +263,13 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
     try:
         cmd = mpi_command(compiled, rundir, frames=frames, warmup=warmup, keep_outputs=keep_outputs,
                           hosts=Path(hosts) if hosts else None, engine=engine, target=target,
-                          cdc_wait_ms=cdc_wait_ms, stragglers=stragglers, rate=rate)
+                          cdc_wait_ms=cdc_wait_ms, stragglers=stragglers, rate=rate, slow=slow, kills=kills, ulfm=ulfm)
         np.savez(rundir / RUN_INPUTS, **stacks)
         if target is not None:
             target.prepare(compiled, rundir)
         report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout),
-                                   env=target.env(mpi_env()) if target is not None else None)
+                                   env=target.env(mpi_env()) if target is not None else
+                                   ulfm_env(mpi_env(), ulfm) if ulfm is not None else None)
         outputs: dict[str, np.ndarray] = {}
         if keep_outputs:
             with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
@@ -277,7 +304,7 @@ def launch_for_report(compiled: CompiledOutput, cmd: list[str], rundir: Path, li
         limits = Limits(overall=limits, startup=None, stall=None)
     rc = _launch(cmd, rundir / "mpirun.log", limits, rundir, rank_count(compiled), env)
     log = (rundir / "mpirun.log").read_text(errors="replace")
-    if rc != 0 or not (rundir / "report.json").is_file():
+    if (rc != 0 and not survived(rundir, rc)) or not (rundir / "report.json").is_file():
         raise _failure(compiled, rundir, log, rc)
     report = json.loads((rundir / "report.json").read_text())
     report["command"] = cmd
@@ -297,7 +324,7 @@ def _launch(cmd: list[str], log_path: Path, limits: Limits, rundir: Path, ranks:
                     return proc.wait(timeout=POLL_SECONDS)
                 except subprocess.TimeoutExpired:
                     pass
-                stop = watch.observe(time.monotonic(), read_all(rundir, ranks))
+                stop = watch.observe(time.monotonic(), live_states(rundir, ranks))
                 if stop is not None:
                     return stop
         finally:

@@ -1,8 +1,10 @@
 """One MPI rank of `edgec run`: load this rank's stage, run the frame loop, hand results to rank 0.
 
     mpirun -np R python -m edgec.runtime.mpi_rank OUT RUNDIR --frames N [--warmup W] [--keep-outputs]
-        [--cdc-wait MS] [--straggler SPEC ...] [--rate FPS]
+        [--cdc-wait MS] [--straggler SPEC ...] [--rate FPS] [--kill RANK@FRAME ...] [--fault-tolerant]
 
+With --fault-tolerant (started by ULFM's mpiexec, `ulfm_mpi.py`) the ranks go on without a dead rank the
+fault model allows (`fault_model.py`) and finish on the survivors' communicator.
 R is the number of ranks: one per stage, plus one per further replica of a replicated stage
 (`replica_frames.py`: each rank computes the frames of its replica).
 Started by `edgec.runtime.launcher`, never by hand in normal use. RUNDIR is the run's directory
@@ -30,6 +32,7 @@ from ..backends.manifest import Manifest
 from ..compiler.diagnostics import UsageError
 from .cdc_merge import CodedMerge, decodable
 from .failure import report_rank_error
+from .fault_model import chain, kill_hook, kill_records, parse_kills
 from .faults import parse_straggler, schedule
 from .inputs import rank_inputs
 from .outputs import CompiledOutput
@@ -38,12 +41,16 @@ from .progress import CONNECT, DONE, READY, SETUP, current_frame, open_progress
 from .replica_frames import (gather_outputs as gather_dealt_outputs, rank_roles, rank_row,
                              replica_session, threads_of, with_peer_counts)
 from .report import summarize
+from .slow import slowed
 from .stage_kernel import kernel_for, links, output_specs
+from .ulfm_mpi import gather_outputs as gather_surviving_outputs, guard_sends, loss_figures, survivors
+from .ulfm_mpi import skip_finalize, tolerate as ulfm_failures
 
 
 def crash_hook(rank: int) -> Callable[[int], None] | None:
     """The test hook that makes one rank fail at one frame: EDGEC_TEST_CRASH_RANK, _FRAME (default 0)
-    and _HOW: `exit` (os._exit(17), no message), `raise` (an exception) or `hang` (sleep forever)."""
+    and _HOW: `exit` (os._exit(17), no message), `raise` (an exception), `hang` (sleep forever) or `kill` (SIGKILL,
+    leaving no trace: a loss nobody injected with --kill)."""
     if os.environ.get("EDGEC_TEST_CRASH_RANK") != str(rank):
         return None
     at, how = int(os.environ.get("EDGEC_TEST_CRASH_FRAME", "0")), os.environ.get("EDGEC_TEST_CRASH_HOW", "exit")
@@ -55,6 +62,8 @@ def crash_hook(rank: int) -> Callable[[int], None] | None:
             raise RuntimeError("injected failure (EDGEC_TEST_CRASH_HOW=raise)")
         while how == "hang":
             time.sleep(1)
+        if how == "kill":
+            os.kill(os.getpid(), 9)
         os._exit(17)
 
     return hook
@@ -122,10 +131,13 @@ def coded_merge(comm: MPI.Comm, manifest: Manifest, recvs: list, cdc_wait_ms: fl
 
 
 def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bool, engine: str = "onnxruntime",
-             cdc_wait_ms: float = 0.0, stragglers: tuple[str, ...] = (), rate: float = 0.0) -> None:
+             cdc_wait_ms: float = 0.0, stragglers: tuple[str, ...] = (), rate: float = 0.0,
+             slow: tuple[str, ...] = (), kills: tuple[str, ...] = (), tolerant: bool = False) -> None:
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     state = open_progress(rundir, rank)
+    if tolerant:
+        comm.Set_errhandler(MPI.ERRORS_RETURN)
     compiled = CompiledOutput.open(out)
     manifest = compiled.manifest
     roles = rank_roles(out)
@@ -146,23 +158,32 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     state[1] = SETUP
     session = replica_session(compiled, role, engine, None, spin=host_threads <= (os.cpu_count() or 1))
     recvs, coded = coded_merge(comm, manifest, recvs, cdc_wait_ms)
+    failures = ulfm_failures(comm, manifest, state) if tolerant else None
+    if coded is not None:
+        coded.failures = failures
+    dies = kill_hook(parse_kills(kills, manifest, warmup + frames), rank, list(role.frames(warmup + frames)), rundir)
     delays = schedule([parse_straggler(s, manifest) for s in stragglers], manifest, rank,
                       len(role.frames(warmup + frames)))
     loop = FrameLoop(
         comm, recvs, sends, rank_inputs(manifest, role.stage, rundir), output_specs(session, known),
-        kernel_for(session),
+        slowed(kernel_for(session), rank, slow),
         tag_stride=len(manifest.transfers), keep=[spec.name for spec in mine] if keep_outputs else [],
-        before_frame=crash_hook(rank), progress=state, send_latency=emulated_latency(rundir, rank, sends),
+        before_frame=chain(crash_hook(rank), dies), progress=state, send_latency=emulated_latency(rundir, rank, sends),
         coded=coded, straggle=None if delays is None else delays.item, interval=1.0 / rate if rate > 0 else 0.0,
         first=role.replica, step=role.count,
     )
+    if failures is not None:
+        guard_sends(loop, failures)
     slow_start(rank)
     state[1] = READY
     comm.Barrier()
     origin = time.perf_counter()
     stats = loop.run(warmup + frames, keep_from=warmup)
     loop.close()
-    if manifest.replicas is None:
+    world, (comm, renumber) = comm, survivors(comm) if tolerant else (comm, None)
+    if renumber is not None:
+        outputs = gather_surviving_outputs(comm, renumber, manifest, loop.kept, frames) if keep_outputs else {}
+    elif manifest.replicas is None:
         outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
     else:
         outputs = gather_dealt_outputs(comm, manifest, roles, loop.kept, frames, warmup) if keep_outputs else {}
@@ -177,13 +198,19 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     if coded is not None:
         record["cdc"] = {"rebuilt": coded.rebuilt[warmup:], "errors": coded.errors, "late": coded.late,
                          "part_ranks": coded.part_ranks()}
+    if failures is not None:
+        record["failures"] = failures.records()
     records = comm.gather(record, root=0)
     if rank == 0:
         report = summarize(manifest, records, frames=frames, warmup=warmup)
         report["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip(" \x00")
+        if failures is not None:
+            report |= loss_figures(manifest, records, world.Get_size(), kill_records(rundir), frames, warmup)
         if keep_outputs:
             _write_atomic(rundir / "outputs.npz", lambda f: np.savez(f, **outputs))
         _write_atomic(rundir / "report.json", lambda f: f.write(json.dumps(report, indent=1).encode()))
+    if renumber is not None:
+        comm.Barrier()
     state[1] = DONE
 
 
@@ -198,15 +225,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cdc-wait", type=float, default=0.0)
     parser.add_argument("--straggler", action="append", default=[])
     parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--slow", action="append", default=[])
+    parser.add_argument("--kill", action="append", default=[])
+    parser.add_argument("--fault-tolerant", action="store_true")
     args = parser.parse_args(argv)
     rank = MPI.COMM_WORLD.Get_rank()
     try:
         run_rank(args.out, args.rundir, args.frames, args.warmup, args.keep_outputs, args.engine, args.cdc_wait,
-                 tuple(args.straggler), args.rate)
+                 tuple(args.straggler), args.rate, tuple(args.slow), kills=tuple(args.kill),
+                 tolerant=args.fault_tolerant)
     except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang the others
         report_rank_error(args.rundir, rank, exc, current_frame(args.rundir, rank))
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(2)
+    if args.fault_tolerant:
+        skip_finalize()
 
 
 if __name__ == "__main__":

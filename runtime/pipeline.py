@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -149,6 +149,14 @@ class FrameLoop:
     first: int = 0
     step: int = 1
     """This rank computes the global frames first, first + step, …: replica `first` of a stage of `step` replicas."""
+    after_kernel: Callable[[int, float], bool] | None = None
+    """Called after each frame's kernel with (global frame, compute seconds); once it returns False the loop posts no
+    further receives and ends after the next frame (whose receives are already posted), so ranks that answer False at
+    the same frame all end at the same frame (`rebalance_rank.py`: a plan switch at a frame boundary). None: never
+    ends early."""
+    sending: Any = None
+    """An object whose start(requests)/wait(requests) replace Startall/Waitall on the sends (`ulfm_mpi.SurvivingSends`:
+    links to a dead consumer are dropped); None: the plain calls."""
 
     def __post_init__(self) -> None:
         self._recv_bufs = [{link.tensor: link.spec.empty() for link in self.recvs} for _ in range(2)]
@@ -218,12 +226,15 @@ class FrameLoop:
         self.kept = {name: np.empty((count - skipped, *self.tensor(0, name).shape), self.tensor(0, name).dtype)
                      for name in self.keep}
         recv_plan, send_plan = self._plans(order)
+        after_kernel, end = self.after_kernel, count
         start_all = MPI.Prequest.Startall if self.recvs else _nothing
         wait_recvs = MPI.Request.Waitall if self.recvs else _nothing
         start_sends = MPI.Prequest.Startall if self.sends else _nothing
         wait_sends = MPI.Request.Waitall if self.sends else _nothing
         if self._delayed is not None:
             start_sends, wait_sends = self._delayed.start, self._delayed.wait
+        if self.sending is not None:
+            start_sends, wait_sends = self.sending.start, self.sending.wait
         for j in range(min(2, count)):
             start_all(recv_plan[j])
         coded, straggle = self.coded, self.straggle
@@ -236,6 +247,8 @@ class FrameLoop:
         release = now()
         times: list[tuple[float, float, float, float, float]] = []
         for j, frame in enumerate(order):
+            if j == end:
+                break
             p = j & 1
             progress[0], progress[1] = frame, WAIT_INPUTS
             if interval > 0 and (ahead := release + frame * interval - now()) > 0:
@@ -259,7 +272,9 @@ class FrameLoop:
             if straggle is not None and (delay := straggle(j)) > 0:
                 time.sleep(delay)
             t3 = now()
-            if j + 2 < count:
+            if after_kernel is not None and not after_kernel(frame, t3 - t2) and j + 2 < end:
+                end = j + 2
+            if j + 2 < end:
                 start_all(recv_plan[j + 2])
             pending[p] = send_plan[j]
             start_sends(pending[p])
@@ -273,4 +288,6 @@ class FrameLoop:
         if coded is not None:
             coded.drain()
         progress[1] = FINISH
+        if end < count:
+            self.kept = {name: store[: end - skipped] for name, store in kept.items()}
         return FrameStats.from_times(np.array(times, dtype=np.float64).reshape(-1, 5))

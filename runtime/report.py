@@ -260,3 +260,7 @@ def render(report: dict, console: Console, title: str) -> None:
         table.add_row(", ".join(map(str, cdc["decoding_ranks"])) or "none",
                       f"{cdc['frames_recovered']} of {report['frames']}", by_rank, error, delayed)
         console.print(table)
+    if report.get("lost_ranks"):
+        from .fault_model import render_losses
+
+        console.print(render_losses(report))

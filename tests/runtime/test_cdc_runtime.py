@@ -185,5 +185,6 @@ def test_fault_flags_that_cannot_work_exit_2(coded_out, tiny_out):
 def test_the_cpp_engine_says_it_does_not_inject_faults(tmp_path):
     edgec.compile(fc_net(), DEVICES + "place * on d0\nsplit fc by output into 2 on d1, d2\ncdc fc parity 1 on d3\n",
                   tmp_path / "out", backends=("onnx", "cpp"))
-    result = runner.invoke(app, ["run", str(tmp_path / "out"), "-n", "1", "--engine", "cpp", "--straggler", "1:0.1"])
-    assert result.exit_code == 2 and "--engine cpp does not support" in result.output, result.output
+    for flag in (["--straggler", "1:0.1"], ["--kill", "1@0"]):
+        result = runner.invoke(app, ["run", str(tmp_path / "out"), "-n", "1", "--engine", "cpp", *flag])
+        assert result.exit_code == 2 and "--engine cpp does not support" in result.output, result.output
