@@ -24,9 +24,10 @@ from ..compiler.program import Program
 from .records import Fields, Record
 
 ROUND_ROBIN = "frame f is computed by replica f mod r of a stage with r replicas"
-MPI_ENGINES = ("onnxruntime",)
-"""The engines whose MPI ranks deal frames to replicas (`runtime/replica_frames.py`)."""
-MPI_REFUSAL = ("replicated stages run on MPI with --engine onnxruntime only; "
+MPI_ENGINES = ("onnxruntime", "tvm", "cpp")
+"""The engines whose MPI ranks deal frames to replicas: the Python ranks (`runtime/replica_frames.py`) and the
+generated C++ program (`cpp_mpi/codegen.py`, `edgec_stage.h`)."""
+MPI_REFUSAL = ("replicated stages run on MPI with --engine onnxruntime, tvm or cpp only; "
                "this engine does not deal frames to replicas yet")
 
 
@@ -156,6 +157,6 @@ def replicated_comm_tables(program: Program, tables: dict, entry) -> dict:
 
 
 def refuse_mpi_with_replicas(manifest, engine: str) -> None:
-    """Only the onnxruntime ranks load each replica's own sub-model and deal frames to it; other engines are refused."""
+    """Only the engines of `MPI_ENGINES` load each replica's own file and deal frames to it; others are refused."""
     if getattr(manifest, "replicas", None) is not None and engine not in MPI_ENGINES:
-        raise UsageError(MPI_REFUSAL, hint="use --engine onnxruntime, or `edgec verify OUT` (in-process)")
+        raise UsageError(MPI_REFUSAL, hint="use --engine onnxruntime, tvm or cpp, or `edgec verify OUT` (in-process)")

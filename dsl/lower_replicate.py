@@ -8,7 +8,7 @@ node that a `split` statement splits (its parts are stages of their own on their
 or that `cdc` codes. A device `quantize` statement must cover every replica's device or none,
 so all replicas run the same quantized or float sub-model. Whether the selection is whole
 stages is known only once stages exist: the split pass checks it (`passes/replicate.py`).
-`check_replica_backends` refuses backends other than onnx, which write no per-replica modules.
+`check_replica_backends` refuses backends other than onnx, tvm and cpp, which write no per-replica artifacts.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from ..passes.replicate import REPLICATE_REQUESTS, ReplicateRequest
 from . import ast
 from .lower import _target, plan_names
 from .selectors import resolve
+
+REPLICA_BACKENDS = ("onnx", "tvm", "cpp")
+"""The backends that write every replica's artifacts (its sub-model copy, its module, its rank in main.cpp)."""
 
 
 def lower_replicates(plan: ast.Plan, program: Program) -> None:
@@ -57,14 +60,16 @@ def lower_replicates(plan: ast.Plan, program: Program) -> None:
 
 
 def check_replica_backends(program: Program, backends: list[str]) -> None:
-    """Only the ONNX backend writes replicas (a copy of the stage's sub-model per replica device): the TVM and
-    C++ backends compile one module per stage for its device's target, so a replica elsewhere would have none."""
+    """Only the onnx (a copy of the stage's sub-model per replica device), tvm (a module per replica, for its
+    device: `backends/tvm/replica_modules.py`) and cpp backends write replicas; another backend (vta, a plugin)
+    writes one artifact per stage, so a replica elsewhere would have none."""
     requests: list[ReplicateRequest] = program.model.meta.get(REPLICATE_REQUESTS) or []
-    other = [b for b in backends if b != "onnx"]
+    other = [b for b in backends if b not in REPLICA_BACKENDS]
     if requests and other:
-        raise PlanError(f"replicated stages are written by the onnx backend only, not by {', '.join(other)} (these "
-                        "compile one module per stage, for its device's target, and none for the other replicas yet)",
-                        requests[0].span, hint="compile this plan with --backend onnx, or leave `replicate` out")
+        raise PlanError(f"replicated stages are written by the {', '.join(REPLICA_BACKENDS)} backends only, not by "
+                        f"{', '.join(other)} (it writes one artifact per stage, for its device, and none for the "
+                        "other replicas yet)", requests[0].span,
+                        hint="compile this plan with --backend onnx, tvm or cpp, or leave `replicate` out")
 
 
 def _check_quantized_alike(stmt: ast.ReplicateStmt, placements: tuple, program: Program) -> None:

@@ -96,12 +96,17 @@ def _layer_ranks(layer) -> list[int]:
 
 
 def replica_session(compiled, role: RankRole, engine: str, threads: int | None, spin: bool):
-    """The session this rank runs: the stage's own for replica 0, else onnxruntime on the replica's own copy of
-    the sub-model (`replicas[i].model`), so a damaged copy fails on its own rank."""
+    """The session this rank runs: the stage's own for replica 0, else the replica's own file, so a damaged copy
+    fails on its own rank: onnxruntime on its copy of the sub-model (`replicas[i].model`), or with `--engine tvm`
+    the module built for its device (the tvm section's `replicas`)."""
     if role.replica == 0:
         return compiled.engine_session(role.stage, engine, threads=threads, spin=spin)
-    if engine not in ENGINES:
+    if engine not in ENGINES or engine == "cpp":
         raise UsageError(f"--engine {engine} cannot run replica {role.replica} of stage {role.stage}")
+    if engine == "tvm":
+        from .tvm_stage import TvmSession
+
+        return TvmSession.for_replica(compiled, role.stage, role.replica, threads, spin=spin)
     import onnxruntime as ort
 
     entry = compiled.manifest.replicas.of_stage(role.stage).replicas[role.replica]

@@ -120,6 +120,27 @@ class TvmSession:
                    threads=threads or stage.threads or 1, kind=entry.kind, spin=spin)
 
     @classmethod
+    def for_replica(cls, compiled: CompiledOutput, stage: int, replica: int, threads: int | None = None, *,
+                    spin: bool = True) -> TvmSession:
+        """The session of replica `replica` of stage `stage` (`replicate`): that replica's own module (the tvm
+        section's `replicas`, built for its device), with the stage's signature; replica 0 is the stage's own."""
+        if replica == 0:
+            return cls.for_stage(compiled, stage, threads, spin=spin)
+        section = compiled.manifest.section("tvm")
+        entry = next((r.module for r in section.replicas if (r.stage, r.replica) == (stage, replica)), None) \
+            if isinstance(section, TvmSection) else None
+        if entry is None:
+            raise UsageError(f"'{compiled.root}' has no TVM module for replica {replica} of stage {stage}",
+                             hint="compile with --backend tvm (this edgec builds one per replica)")
+        signature = compiled.manifest.stage(stage).signature
+        if signature is None:
+            raise UsageError(f"'{compiled.root}': the manifest records no signature for stage {stage}",
+                             hint="compile the output again with this edgec")
+        own = compiled.manifest.replicas.of_stage(stage).replicas[replica].threads
+        return cls(compiled.root / entry.module, signature.inputs, signature.outputs,
+                   threads=threads or own or 1, kind=entry.kind, spin=spin)
+
+    @classmethod
     def from_onnx(cls, module: str | Path, model: str | Path, **options: object) -> TvmSession:
         """The session of a module compiled on its own from the ONNX file `model` (its graph inputs
         and outputs, weights excluded, give the signature)."""

@@ -236,16 +236,21 @@ def _dealt_sessions(compiled: CompiledOutput, engine: str):
     own = [compiled.engine_session(stage.rank, engine) for stage in compiled.stages]
     if info is None:
         return lambda _frame: own
-    copies = {(s.stage, r.replica): _replica_session(compiled, r.model, r.threads, engine)
+    copies = {(s.stage, r.replica): _replica_session(compiled, s.stage, r, engine)
               for s in info.stages for r in s.replicas[1:]}
     return lambda frame: [copies.get((k, frame % info.count(k)), session) for k, session in enumerate(own)]
 
 
-def _replica_session(compiled: CompiledOutput, model: str, threads: int | None, engine: str) -> ort.InferenceSession:
-    """A further replica's session on its own sub-model file (replicas are written by the onnx backend only)."""
+def _replica_session(compiled: CompiledOutput, stage: int, replica, engine: str):
+    """A further replica's session on its own file: its sub-model copy (onnxruntime) or its module (tvm)."""
+    if engine == "tvm":
+        from .tvm_stage import TvmSession
+
+        return TvmSession.for_replica(compiled, stage, replica.replica, replica.threads)
     if engine != "onnxruntime":
-        raise UsageError(f"in-process verify runs replicated stages with onnxruntime, not --engine {engine}",
+        raise UsageError(f"in-process verify runs replicated stages with onnxruntime or tvm, not --engine {engine}",
                          hint="leave --engine out")
+    model, threads = replica.model, replica.threads
     path = compiled.root / model
     if not path.is_file():
         raise UsageError(f"replica sub-model '{path}' is missing")

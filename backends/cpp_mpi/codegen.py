@@ -64,8 +64,11 @@ def _rows(entries: list[tuple[str, str]]) -> list[str]:
     return [f"    {code + ',':<{width + 1}}  // {comment}" for code, comment in entries]
 
 
-def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
+def _stage_function(stage: StageEntry, manifest: Manifest, dealt: bool = False) -> list[str]:
+    """`dealt` (replicated stages, `codegen_replicas.py`): every rank of the stage runs this function, with its own
+    table row (`kStages[ctx.rank]`) and links (`stage.connect()` takes them from kLinks)."""
     rank = stage.rank
+    row = "ctx.rank" if dealt else rank
     params, results = _signature(stage)
     inputs = {spec.name: i for i, spec in manifest.stage_inputs(rank)}
     outputs = {spec.name: i for i, spec in manifest.stage_outputs(rank)}
@@ -73,7 +76,7 @@ def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
     span = f"{stage.first_node or '?'} .. {stage.last_node or '?'}"
     lines = [f"// Stage {rank} on {stage.device}: {span} ({stage.nodes} nodes)",
              f"int stage{rank}(edgec::Context& ctx) {{",
-             f"  edgec::Stage stage(ctx, kStages[{rank}], static_cast<int>(kTransfers.size()));"]
+             f"  edgec::Stage stage(ctx, kStages[{row}], static_cast<int>(kTransfers.size()));"]
     taken: set[str] = set()
     idents: dict[str, str] = {}
     for kind, tensors in (("param", params), ("result", results)):
@@ -86,7 +89,8 @@ def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
             lines.append(f"  auto& {ident} = stage.{kind}({_cpp_str(t.name)}, {DTYPES[t.dtype]}, {{{dims}}});")
             if t.name in recvs:
                 r = recvs[t.name]
-                lines.append(f"  stage.recv({ident}, /*from=*/{r.src}, /*tag=*/{r.tag});")
+                if not dealt:
+                    lines.append(f"  stage.recv({ident}, /*from=*/{r.src}, /*tag=*/{r.tag});")
             elif kind == "param" and t.name in inputs:
                 lines.append(f"  stage.feed({ident}, /*input=*/{inputs[t.name]});")
             elif kind == "param":
@@ -96,7 +100,10 @@ def _stage_function(stage: StageEntry, manifest: Manifest) -> list[str]:
     for s in stage.sends:
         if s.tensor not in idents:
             raise UsageError(f"stage {rank}: sends '{s.tensor}', which it neither computes nor receives")
-        lines.append(f"  stage.send({idents[s.tensor]}, /*to=*/{s.dst}, /*tag=*/{s.tag});")
+        if not dealt:
+            lines.append(f"  stage.send({idents[s.tensor]}, /*to=*/{s.dst}, /*tag=*/{s.tag});")
+    if dealt:
+        lines.append("  stage.connect();  // this rank's rows of kLinks")
     lines += ["  return edgec::run_stage(ctx, stage, kStages, kTransfers, kOutputs);", "}"]
     return lines
 
@@ -110,6 +117,10 @@ def generate_main(out: str | Path, manifest: Manifest | None = None) -> str:
     """The text of `cpp/main.cpp` for the compiled output at `out` (its manifest.json unless given).
     Everything comes from the manifest; the sub-models are not opened."""
     manifest = manifest or read_manifest(out)
+    if manifest.replicas is not None:
+        from .codegen_replicas import generate_dealt_main
+
+        return generate_dealt_main(manifest)
     stages = manifest.stages
     devices = list(dict.fromkeys(s.device for s in stages))
     lines = [

@@ -55,6 +55,10 @@ inline const DtypeName* dtype_name(DLDataType t) {
 struct StageInfo { const char* device; const char* module; int threads; };
 struct TransferInfo { const char* tensor; int src; int dst; int tag; long bytes; };
 struct OutputInfo { const char* name; int stage; };
+// With replicated stages (`replicate`): a rank's role, and its links, each carrying only frames f with
+// f % every == offset; a send's tag parity is the consumer's local parity (f / peer_replicas) % 2.
+struct RoleInfo { int stage, replica, replicas; };
+struct LinkInfo { int rank; bool send; const char* tensor; int peer, tag, every, offset, peer_replicas; };
 
 inline std::string json_str(const std::string& s) {
   std::string out = "\"";
@@ -111,6 +115,19 @@ struct Context {
   std::string root, rundir, device;
   int frames = 1, warmup = 0;
   bool keep_outputs = false;
+  int stage = 0, replica = 0, replicas = 1;  // this rank computes global frames replica, replica + replicas, ...
+  std::vector<RoleInfo> roles;               // by rank; empty without replicated stages (rank = stage)
+  std::vector<LinkInfo> links;               // every rank's links; empty without replicated stages
+
+  RoleInfo role_of(int r) const { return roles.empty() ? RoleInfo{r, 0, 1} : roles[r]; }
+  // How many of the global frames below n rank r computes.
+  int below(int r, int n) const {
+    RoleInfo o = role_of(r);
+    return o.replica < n ? (n - o.replica + o.replicas - 1) / o.replicas : 0;
+  }
+  int local_count(int r) const { return below(r, warmup + frames); }
+  int local_measured(int r) const { return local_count(r) - below(r, warmup); }
+  int global_frame(int r, int j) const { return role_of(r).replica + j * role_of(r).replicas; }
 
   [[noreturn]] void fail(const std::string& cause) const {
     std::string record = "{\"rank\": " + std::to_string(rank) + ", \"cause\": " + json_str(cause) +
@@ -119,7 +136,7 @@ struct Context {
     std::string path = rundir + "/error-rank" + std::to_string(rank) + ".json";
     { std::ofstream(path + ".tmp") << record; }
     std::rename((path + ".tmp").c_str(), path.c_str());
-    std::fprintf(stderr, "edgec: rank %d (stage %d on device '%s'): %s\nEDGEC_RANK_ERROR %s\n", rank, rank,
+    std::fprintf(stderr, "edgec: rank %d (stage %d on device '%s'): %s\nEDGEC_RANK_ERROR %s\n", rank, stage,
                  device.c_str(), cause.c_str(), record.c_str());
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 2);

@@ -18,7 +18,8 @@ from ...compiler.diagnostics import UsageError
 from ..manifest import Manifest, read_manifest
 from .build import PROGRAM
 from .cmake import generate_cmake
-from .codegen import generate_main, model_name, stage_module
+from .codegen import generate_main, model_name
+from .replica_tables import rank_rows
 from .section import CppPackage, CppSection
 
 HEADERS = ("edgec_support.h", "edgec_stage.h", "edgec_report.h")
@@ -127,18 +128,20 @@ def _add_text(tar: tarfile.TarFile, name: str, text: str, mode: int = 0o644) -> 
 
 
 def build_packages(out: Path, manifest: Manifest) -> tuple[CppPackage, ...]:
-    """One OUT/packages/<device>.tar.gz per device; needs OUT/cpp and the stages' TVM modules.
+    """One OUT/packages/<device>.tar.gz per device, with the modules of every rank on it (a further replica's
+    own included); needs OUT/cpp and those TVM modules.
     Each also carries the TVM runtime of the device's architecture (tvm/lib, tvm/include) when
     one is at hand, so the board needs only a C++ compiler, CMake and Open MPI."""
     if not (out / "cpp" / "main.cpp").is_file():
         write_cpp(out, manifest)
     model = model_name(manifest)
-    run = RUN_SCRIPT.format(model=model, ranks=len(manifest.stages))
+    ranks = rank_rows(manifest)
+    run = RUN_SCRIPT.format(model=model, ranks=len(ranks))
     (out / "packages").mkdir(exist_ok=True)
     packages = []
     top = f"edgec-{Path(model).stem}"
-    for device in dict.fromkeys(s.device for s in manifest.stages):
-        modules = [stage_module(manifest, s.rank) for s in manifest.stages if s.device == device]
+    for device in dict.fromkeys(r.device for r in ranks):
+        modules = list(dict.fromkeys(r.module for r in ranks if r.device == device))
         for module in modules:
             if not (out / module).is_file():
                 raise UsageError(f"stage module '{module}' is missing", hint="compile the stages with TVM first")

@@ -3,8 +3,8 @@
 `compile_stage` is one stage: import (frontend.py), the CPU pipeline with edgec's schedules
 (lowering.py) or TVM's default GPU pipeline, then `export_library`, cross-linked when the device
 is another architecture. `compile_output` does every stage of a compiled output, as its manifest
-lists them, and returns the `tvm` section (`section.py`): per stage the target, module path,
-sha256 and compile seconds.
+lists them (and every further replica of a replicated stage: `replica_modules.py`), and returns
+the `tvm` section (`section.py`): per stage the target, module path, sha256 and compile seconds.
 
 Why processes: TVM's compile is mostly single-threaded Python and LLVM, so independent stages
 compile in parallel in worker processes (spawned: a forked TVM is not safe) when there is
@@ -32,6 +32,7 @@ from ...compiler.platform import Device
 from ..backend import Progress
 from ..manifest import Manifest, read_manifest, record_sha256, sha256_file
 from .module_cache import ModuleCache
+from .replica_modules import compile_replicas
 from .section import TvmSection, TvmStage
 from .targets import TargetSpec, select_target
 
@@ -220,7 +221,8 @@ def compile_output(
                 done(rank, spec, value, out)
     entries = tuple(_entry(rank, device, resource, model.with_suffix(".so").relative_to(out_dir).as_posix(),
                            results[rank]) for rank, device, resource, model, _ in stages)
-    return TvmSection(tvm_versions(), round(time.perf_counter() - start, 3), jobs, entries)
+    replicas = compile_replicas(manifest, out_dir, entries, progress, modules)
+    return TvmSection(tvm_versions(), round(time.perf_counter() - start, 3), jobs, entries, replicas)
 
 
 def compile_directory(out: str | Path, progress: Progress = lambda _msg: None, *, jobs: int | None = None) -> Manifest:

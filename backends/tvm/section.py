@@ -58,24 +58,52 @@ class TvmStage(Section):
 
 
 @dataclass(frozen=True)
+class TvmReplica(Section):
+    """A further replica's module (`replicate`): replica `replica` (1 or more) of stage `stage`, built for its
+    own device's target; `module.rank` is the replica's rank. JSON: `stage`, `replica` and the TvmStage keys."""
+
+    stage: int
+    replica: int
+    module: TvmStage
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "replica": self.replica, **self.module.to_json()}
+
+    @classmethod
+    def read(cls, f: Fields) -> TvmReplica:
+        rest = Fields({k: v for k, v in f.data.items() if k not in ("stage", "replica")}, f.where, f.source)
+        return cls(f.integer("stage"), f.integer("replica"), TvmStage.read(rest))
+
+
+@dataclass(frozen=True)
 class TvmSection(Section):
     """What the tvm backend built: a module per stage (`stage(rank)`, None for a stage it did not build),
+    one per further replica of a replicated stage (`replicas`; absent in manifests without replicas),
     the TVM versions, and the wall time and parallel jobs of the build."""
 
     versions: dict[str, str]
     wall_seconds: float
     jobs: int
     stages: tuple[TvmStage, ...]
+    replicas: tuple[TvmReplica, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"versions": dict(self.versions), "wall_seconds": self.wall_seconds, "jobs": self.jobs,
+        data = {"versions": dict(self.versions), "wall_seconds": self.wall_seconds, "jobs": self.jobs,
                 "stages": [s.to_json() for s in self.stages]}
+        if self.replicas:
+            data["replicas"] = [r.to_json() for r in self.replicas]
+        return data
 
     @classmethod
     def read(cls, f: Fields) -> TvmSection:
-        f.only("versions", "wall_seconds", "jobs", "stages")
+        f.only("versions", "wall_seconds", "jobs", "stages", "replicas")
         return cls(f.str_map("versions"), f.number("wall_seconds"), f.integer("jobs"),
-                   tuple(TvmStage.read(c) for c in f.children("stages")))
+                   tuple(TvmStage.read(c) for c in f.children("stages")),
+                   tuple(TvmReplica.read(c) for c in f.children("replicas", default=[])))
 
     def stage(self, rank: int) -> TvmStage | None:
         return next((s for s in self.stages if s.rank == rank), None)
+
+    def module_of(self, rank: int) -> TvmStage | None:
+        """The module rank `rank` runs: its stage's, or, for a further replica's rank, that replica's own."""
+        return self.stage(rank) or next((r.module for r in self.replicas if r.module.rank == rank), None)

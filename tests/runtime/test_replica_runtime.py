@@ -108,10 +108,10 @@ def test_cli_run_saves_every_frame_and_verify_mpi_passes(tmp_path) -> None:
 def test_engines_without_replica_ranks_and_the_emulated_cluster_are_refused(tmp_path) -> None:
     out = compiled(tmp_path, MIDDLE)
     manifest = read_manifest(out)
-    with pytest.raises(UsageError, match="onnxruntime only"):
-        refuse_mpi_with_replicas(manifest, "cpp")
+    with pytest.raises(UsageError, match="onnxruntime, tvm or cpp only"):
+        refuse_mpi_with_replicas(manifest, "vta")
     with pytest.raises(UsageError, match="--emulate"):
         check_replicated_run(manifest, "onnxruntime", emulated=True)
     check_replicated_run(manifest, "onnxruntime", emulated=False)
-    ran = CliRunner().invoke(app, ["run", str(out), "-n", "2", "--engine", "cpp"])
-    assert ran.exit_code == 2 and "onnxruntime only" in ran.output
+    ran = CliRunner().invoke(app, ["run", str(out), "-n", "2", "--engine", "vta"])
+    assert ran.exit_code == 2 and "onnxruntime, tvm or cpp only" in ran.output

@@ -93,8 +93,10 @@ def test_verify_checks_a_frame_on_every_replica_and_mpi_refuses_only_engines_wit
     mpi = verify(out, mpi=True)
     assert mpi.ok and mpi.mpi and mpi.replica_frames == 3
     with pytest.raises(UsageError) as info:
-        refuse_mpi_with_replicas(read_manifest(out), "cpp")
+        refuse_mpi_with_replicas(read_manifest(out), "vta")
     assert info.value.message == MPI_REFUSAL
+    for engine in ("onnxruntime", "tvm", "cpp"):
+        refuse_mpi_with_replicas(read_manifest(out), engine)
 
 
 def test_verify_runs_each_frame_on_its_replicas_own_file(tmp_path) -> None:
@@ -114,10 +116,10 @@ def test_verify_runs_each_frame_on_its_replicas_own_file(tmp_path) -> None:
         verify(out)
 
 
-def test_only_the_onnx_backend_writes_replicas() -> None:
+def test_only_the_onnx_tvm_and_cpp_backends_write_replicas() -> None:
     with pytest.raises(PlanError) as info:
-        edgec.compile(chain(4), parse_plan(DEVICES + MIDDLE, "plan.edge"), None, backends=("onnx", "tvm"))
-    assert "onnx backend only" in info.value.message and info.value.span.line == 8
+        edgec.compile(chain(4), parse_plan(DEVICES + MIDDLE, "plan.edge"), None, backends=("onnx", "vta"))
+    assert "onnx, tvm, cpp backends only, not by vta" in info.value.message and info.value.span.line == 8
 
 
 def test_replication_composes_with_a_split_layer_and_wire_quantization(tmp_path) -> None:
@@ -170,7 +172,7 @@ def test_replicas_must_be_quantized_alike(tmp_path) -> None:
     assert report.ok and report.quantized and report.replica_frames == 2
 
 
-def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them_for_cpp(tmp_path) -> None:
+def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them_for_vta(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from edgec.cli import app
@@ -182,5 +184,5 @@ def test_printed_ir_and_the_cli_show_replicas_and_run_refuses_them_for_cpp(tmp_p
     runner = CliRunner()
     shown = runner.invoke(app, ["show", str(out), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["replicas"]["stages"][0]["stage"] == 1
-    ran = runner.invoke(app, ["run", str(out), "-n", "2", "--engine", "cpp"])
+    ran = runner.invoke(app, ["run", str(out), "-n", "2", "--engine", "vta"])
     assert ran.exit_code == 2 and "does not deal frames to replicas yet" in ran.output
