@@ -5,8 +5,9 @@
 Why one command: figures from different days or machines cannot be compared, so a full run
 prints when and where it was measured once, then each script's tables. compile_time and
 scaling always run (`--quick` makes them one run per point, under a minute);
-the other scripts (large_model, runtime, the quantize, prune, explore, emulated-links and cdc-stragglers benchmarks) run with their own defaults when they exist, and
-are left out with `--quick`. A failing script is reported and the others still run.
+the other scripts (large_model, runtime, the quantize, prune, explore, emulated-links, CDC,
+replication, rebalancing, TVM and VTA benchmarks) run with their own defaults when they exist,
+and are left out with `--quick`. A failing script is reported and the others still run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from tables import machine
 HERE = Path(__file__).resolve().parent
 OURS = ("compile_time", "scaling")
 OTHERS = ("large_model", "runtime", "trained_cnn", "quantize_accuracy", "quantize_speed", "wire_formats", "wire_runtime",
-          "prune_accuracy", "prune_speed", "explore", "emulated_links", "cdc_stragglers", "replication_model",
-          "replication_runtime", "vta_layers")
+          "prune_accuracy", "prune_speed", "explore", "emulated_links", "cdc_stragglers", "cdc_kill", "replication_model",
+          "replication_runtime", "rebalance", "tvm_stage_times", "tvm_int8", "vta_layers")
 
 
 def run(name: str, extra: list[str]) -> bool:

@@ -10,8 +10,9 @@ Why fold constant layout changes in numpy: `relax.transform.FoldConstant` compil
 one TVM kernel per distinct constant expression; for a ResNet-50 stage's weight transposes
 that took 7 s, numpy takes milliseconds. The same holds for a QDQ stage's constant int8 weights:
 their `dequantize` is folded here, so the conv that reads them gets the packed-weight kernel
-(it ran TOPI's unscheduled conv before). GPU targets keep TVM's default GPU pipeline (dlight
-schedules every kernel there).
+(it ran TOPI's unscheduled conv before); that is the path of the QDQ layers the integer rewrite
+(`int8_lowering.py`, run first) does not match, and of every layer on a target without an int8
+dot product. GPU targets keep TVM's default GPU pipeline (dlight schedules every kernel there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tvm import relax, te, topi
 from tvm.ir import IRModule
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
+from .int8_lowering import int8_pass, int8_wanted
 from .schedules import CONV_BLOCK, apply_cpu_schedules, register_tiles
 
 _NUMPY_FOLDS = {
@@ -141,10 +143,13 @@ def _optional(transform: tvm.transform.Pass) -> tvm.transform.Pass:
     return apply
 
 
-def fused_module(mod: IRModule, target: tvm.target.Target) -> IRModule:
-    """`mod` up to its fused, unscheduled PrimFuncs: what the schedules and `edgec tune` work on."""
+def fused_module(mod: IRModule, target: tvm.target.Target, *, int8: bool | None = None) -> IRModule:
+    """`mod` up to its fused, unscheduled PrimFuncs: what the schedules and `edgec tune` work on.
+    A QDQ stage's quantized layers become integer kernels first (int8_lowering.py) with `int8`,
+    by default (None) where the target has an int8 dot-product instruction."""
     with target:
         return tvm.transform.Sequential([
+            *([int8_pass(target)] if int8_wanted(target, int8) else []),
             *cpu_pipeline.library_dispatch_passes(target),
             relax.transform.DecomposeOpsForInference(),
             _optional(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]})),
@@ -157,14 +162,14 @@ def fused_module(mod: IRModule, target: tvm.target.Target) -> IRModule:
         ])(mod)
 
 
-def cpu_build_pipeline(target: tvm.target.Target, tuned=None) -> tvm.transform.Pass:
+def cpu_build_pipeline(target: tvm.target.Target, tuned=None, *, int8: bool | None = None) -> tvm.transform.Pass:
     """The Relax pipeline for an LLVM CPU target (see the module docstring); `tuned` (a
     `tuning.TunedSchedules`) replaces the hand schedule of every PrimFunc it has a record for."""
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.CPUPipeline")
     def pipeline(mod: IRModule, _ctx) -> IRModule:
         with target:
-            mod = fused_module(mod, target)
+            mod = fused_module(mod, target, int8=int8)
             if tuned is not None:
                 mod = tuned.apply(mod)
             mod = apply_cpu_schedules(mod, target)

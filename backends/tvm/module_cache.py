@@ -40,7 +40,8 @@ from ..cache_dir import cache_root as edgec_cache_root
 FORMAT = 1
 DEFAULT_MAX_MB = 4096
 STALE_TMP_SECONDS = 3600
-CODE = ("frontend.py", "lowering.py", "schedules.py", "isa.py", "tuning.py", "compile.py")
+CODE = ("frontend.py", "lowering.py", "schedules.py", "isa.py", "tuning.py", "compile.py", "int8_lowering.py",
+        "int8_patterns.py", "int8_schedules.py", "int8_intrinsics.py")
 """The files of edgec's TVM backend whose change changes what a module would be."""
 
 

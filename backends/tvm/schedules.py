@@ -163,13 +163,15 @@ def schedule_generic(func: tirx.PrimFunc, target: Target) -> s_tir.Schedule | No
 
 def apply_cpu_schedules(mod: IRModule, target: Target) -> IRModule:
     """Schedule every unscheduled PrimFunc of `mod` for the CPU `target`."""
+    from .int8_schedules import schedule_int8_conv
+
     fallback = [dlight.cpu.GEMV(), dlight.cpu.Reduction()]
     updated = {}
     for gvar, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", False):
             continue
         sch = None
-        for rule in (schedule_conv, schedule_generic):
+        for rule in (schedule_int8_conv, schedule_conv, schedule_generic):
             try:
                 sch = rule(func, target)
             except Exception:  # noqa: BLE001 - a schedule is an optimization: unscheduled code is still right

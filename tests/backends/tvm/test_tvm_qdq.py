@@ -2,8 +2,8 @@
 conv gets the packed-weight kernel (a 5-D weight argument; TOPI's conv, which it got before,
 takes the 4-D one), and the stage matches onnxruntime.
 
-TVM 0.27 has no Relax pass that turns QDQ patterns into integer convolutions, so the conv
-itself still runs in float32 (see the README's TVM int8 notes).
+This is the float path of a QDQ stage (`int8=False`; also what a layer the integer rewrite
+does not match gets); test_tvm_int8.py covers the integer kernels the rewrite makes by default.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ def _qdq_conv(path):
 def test_qdq_conv_gets_the_packed_kernel_and_matches_onnxruntime(tmp_path) -> None:
     model = _qdq_conv(tmp_path / "qdq.onnx")
     target = tvm.target.Target(_cpu_target("x86_64"))
-    fused = fused_module(import_onnx(model, None, "host"), target)
+    fused = fused_module(import_onnx(model, None, "host"), target, int8=False)
     packed = [f for _, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and CONV_BLOCK in f.script()
               and any(len(a.shape) == 5 for a in ArgInfo.from_prim_func(f))]
     assert len(packed) == 1
-    executable = tvm.compile(import_onnx(model, None, "host"), target, relax_pipeline=cpu_build_pipeline(target))
+    pipeline = cpu_build_pipeline(target, int8=False)
+    executable = tvm.compile(import_onnx(model, None, "host"), target, relax_pipeline=pipeline)
     executable.export_library(str(tmp_path / "qdq.so"))
     feeds = random_feeds(model)
     got = TvmSession.from_onnx(tmp_path / "qdq.so", model, threads=1).run(None, feeds)
