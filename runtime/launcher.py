@@ -270,13 +270,15 @@ def run(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int = 1, warmu
         report = launch_for_report(compiled, cmd, rundir, Limits(timeout, startup_timeout, stall_timeout),
                                    env=target.env(mpi_env()) if target is not None else
                                    ulfm_env(mpi_env(), ulfm) if ulfm is not None else None)
-        outputs: dict[str, np.ndarray] = {}
-        if keep_outputs:
-            with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
-                outputs = {name: data[name] for name in data.files}
-        return RunResult(report, outputs, cmd)
+        return RunResult(report, read_outputs(rundir) if keep_outputs else {}, cmd)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def read_outputs(rundir: Path) -> dict[str, np.ndarray]:
+    """The graph outputs rank 0 wrote to RUNDIR/outputs.npz, by name."""
+    with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 def check_run_options(frames: int, warmup: int, timeout: float | None, *, startup_timeout: float | None = None,

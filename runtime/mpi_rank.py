@@ -43,7 +43,7 @@ from .replica_frames import (gather_outputs as gather_dealt_outputs, rank_roles,
 from .report import summarize
 from .slow import slowed
 from .stage_kernel import kernel_for, links, output_specs
-from .ulfm_mpi import gather_outputs as gather_surviving_outputs, guard_sends, loss_figures, survivors
+from .ulfm_mpi import guard_sends, loss_figures, survivors
 from .ulfm_mpi import skip_finalize, tolerate as ulfm_failures
 
 
@@ -93,12 +93,14 @@ def emulated_latency(rundir: Path, rank: int, sends: list) -> list[float]:
 
 
 def gather_outputs(comm: MPI.Comm, manifest: Manifest, kept: dict[str, np.ndarray],
-                   frames: int) -> dict[str, np.ndarray]:
-    """Graph outputs of all measured frames, on rank 0 (raw bytes, tags after the frame tags)."""
+                   frames: int, renumber: dict[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Graph outputs of all measured frames, on rank 0 (raw bytes, tags after the frame tags). `renumber`: the
+    survivors' ranks by old rank when `comm` is the shrunk communicator of a fault-tolerant run (an output's owner
+    is never a survivable rank, so it is alive)."""
     rank, base = comm.Get_rank(), 2 * len(manifest.transfers)
     gathered: dict[str, np.ndarray] = {}
     for index, spec in enumerate(manifest.model.outputs):
-        owner = spec.stage
+        owner = spec.stage if renumber is None else renumber[spec.stage]
         if rank == owner and owner != 0:
             comm.Send([kept[spec.name], MPI.BYTE], 0, base + index)
         elif rank == 0:
@@ -182,7 +184,7 @@ def run_rank(out: Path, rundir: Path, frames: int, warmup: int, keep_outputs: bo
     loop.close()
     world, (comm, renumber) = comm, survivors(comm) if tolerant else (comm, None)
     if renumber is not None:
-        outputs = gather_surviving_outputs(comm, renumber, manifest, loop.kept, frames) if keep_outputs else {}
+        outputs = gather_outputs(comm, manifest, loop.kept, frames, renumber) if keep_outputs else {}
     elif manifest.replicas is None:
         outputs = gather_outputs(comm, manifest, loop.kept, frames) if keep_outputs else {}
     else:

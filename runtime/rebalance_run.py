@@ -23,6 +23,7 @@ wrote it, by its first line); the run directory, with the compiled candidates, i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..compiler.diagnostics import UsageError
 from .launcher import (POLL_SECONDS, RunResult, check_run_options, launch_for_report, make_rundir, mpirun_prefix,
-                       rank_count)
+                       rank_count, read_outputs)
 from .outputs import CompiledOutput
 from .progress import Limits
 from .rebalance import Proposal, Replanner, Stage, check_window_margin, imbalanced, load_for_rebalance, window_means
@@ -310,13 +311,7 @@ def run_rebalanced(out: str | Path, feeds: dict[str, np.ndarray], *, frames: int
         if final and rebalancer.plans[final].get("text"):
             path = write_improved_plan(out, rebalancer.plans[final]["text"])
             report["rebalanced_plan"] = str(path)
-        outputs: dict[str, np.ndarray] = {}
-        if keep_outputs:
-            with np.load(rundir / "outputs.npz", allow_pickle=False) as data:
-                outputs = {name: data[name] for name in data.files}
-        return RunResult(report, outputs, cmd)
+        return RunResult(report, read_outputs(rundir) if keep_outputs else {}, cmd)
     finally:
         rebalancer.stop()
-        import shutil
-
         shutil.rmtree(rundir, ignore_errors=True)

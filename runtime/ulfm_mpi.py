@@ -120,26 +120,6 @@ def survivors(comm: MPI.Comm) -> tuple[MPI.Comm, dict[int, int]]:
     return shrunk, {o: n for o, n in enumerate(mapped) if n != MPI.UNDEFINED}
 
 
-def gather_outputs(shrunk: MPI.Comm, renumber: dict[int, int], manifest: Manifest, kept: dict[str, np.ndarray],
-                   frames: int) -> dict[str, np.ndarray]:
-    """`mpi_rank.gather_outputs` on the survivors: the owners' old ranks translated (an owner is never a survivable
-    rank, so it is alive when this runs)."""
-    rank, base = shrunk.Get_rank(), 2 * len(manifest.transfers)
-    gathered: dict[str, np.ndarray] = {}
-    for index, spec in enumerate(manifest.model.outputs):
-        owner = renumber[spec.stage]
-        if rank == owner and owner != 0:
-            shrunk.Send([kept[spec.name], MPI.BYTE], 0, base + index)
-        elif rank == 0:
-            if owner == 0:
-                gathered[spec.name] = kept[spec.name]
-            else:
-                array = np.empty((frames, *spec.shape), spec.np_dtype)
-                shrunk.Recv([array, MPI.BYTE], owner, base + index)
-                gathered[spec.name] = array
-    return gathered
-
-
 def loss_figures(manifest: Manifest, records: list[dict], world: int, killed: dict[int, dict], frames: int,
                  warmup: int) -> dict:
     """The report's `lost_ranks` (rank, stage, device, frame: the `--kill` frame, None for a loss nobody injected;

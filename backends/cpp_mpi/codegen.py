@@ -145,17 +145,25 @@ def generate_main(out: str | Path, manifest: Manifest | None = None) -> str:
               "const std::vector<edgec::TransferInfo> kTransfers = {"]
     lines += _rows([(f"{{{_cpp_str(t.tensor)}, {t.src}, {t.dst}, {t.tag}, {t.nbytes}}}", t.spec.typed)
                     for t in manifest.transfers])
-    lines += ["};", "", "// graph inputs (RUNDIR/input<i>.npy): name, reading rank"]
+    lines += ["};", ""] + io_tables_and_main(manifest, "rank", "kStages", "ctx.rank")
+    return "\n".join(lines)
+
+
+def io_tables_and_main(manifest: Manifest, who: str, tables: str, switch: str, dealt: bool = False) -> list[str]:
+    """The end of main.cpp, shared by both generators: the graph inputs and outputs (`who` reads or produces
+    them: a rank, or a stage when ranks are replicas), one function per stage, and `main`, which parses the
+    arguments against `tables` and runs the stage `switch` names."""
+    lines = [f"// graph inputs (RUNDIR/input<i>.npy): name, reading {who}"]
     for i, spec in enumerate(manifest.model.inputs):
-        lines.append(f"//   input{i}: {spec.name} {spec.typed} -> rank {spec.stage}")
-    lines += ["// graph outputs (RUNDIR/output<i>.npy): name, producing rank",
+        lines.append(f"//   input{i}: {spec.name} {spec.typed} -> {who} {spec.stage}")
+    lines += [f"// graph outputs (RUNDIR/output<i>.npy): name, producing {who}",
               "const std::vector<edgec::OutputInfo> kOutputs = {"]
     lines += _rows([(f"{{{_cpp_str(spec.name)}, {spec.stage}}}", spec.typed) for spec in manifest.model.outputs])
     lines += ["};", ""]
-    for s in stages:
-        lines += _stage_function(s, manifest) + [""]
+    for s in manifest.stages:
+        lines += _stage_function(s, manifest, dealt=dealt) + [""]
     lines += ["}  // namespace", "", "int main(int argc, char** argv) {",
-              "  edgec::Context ctx = edgec::parse_args(argc, argv, kStages);", "  switch (ctx.rank) {"]
-    lines += [f"    case {s.rank}: return stage{s.rank}(ctx);" for s in stages]
+              f"  edgec::Context ctx = edgec::parse_args(argc, argv, {tables});", f"  switch ({switch}) {{"]
+    lines += [f"    case {s.rank}: return stage{s.rank}(ctx);" for s in manifest.stages]
     lines += ["  }", "  return 2;", "}", ""]
-    return "\n".join(lines)
+    return lines

@@ -15,7 +15,7 @@ Plans without replicas keep `codegen.py`'s text exactly (the golden file pins it
 from __future__ import annotations
 
 from ..manifest import Manifest
-from .codegen import _cpp_str, _rows, _stage_function, model_name
+from .codegen import _cpp_str, _rows, io_tables_and_main, model_name
 from .replica_tables import link_rows, rank_rows
 
 
@@ -59,18 +59,5 @@ def generate_dealt_main(manifest: Manifest) -> str:
     lines += _rows([(f"{{{l.rank}, {'true' if l.send else 'false'}, {_cpp_str(l.tensor)}, {l.peer}, {l.tag}, "
                      f"{l.every}, {l.offset}, {l.peer_replicas}}}",
                      f"rank {l.rank} {'->' if l.send else '<-'} rank {l.peer}") for l in links])
-    lines += ["};", "", "// graph inputs (RUNDIR/input<i>.npy): name, reading stage"]
-    for i, spec in enumerate(manifest.model.inputs):
-        lines.append(f"//   input{i}: {spec.name} {spec.typed} -> stage {spec.stage}")
-    lines += ["// graph outputs (RUNDIR/output<i>.npy): name, producing stage",
-              "const std::vector<edgec::OutputInfo> kOutputs = {"]
-    lines += _rows([(f"{{{_cpp_str(spec.name)}, {spec.stage}}}", spec.typed) for spec in manifest.model.outputs])
-    lines += ["};", ""]
-    for s in stages:
-        lines += _stage_function(s, manifest, dealt=True) + [""]
-    lines += ["}  // namespace", "", "int main(int argc, char** argv) {",
-              "  edgec::Context ctx = edgec::parse_args(argc, argv, kStages, kRoles, kLinks);",
-              "  switch (ctx.stage) {"]
-    lines += [f"    case {s.rank}: return stage{s.rank}(ctx);" for s in stages]
-    lines += ["  }", "  return 2;", "}", ""]
+    lines += ["};", ""] + io_tables_and_main(manifest, "stage", "kStages, kRoles, kLinks", "ctx.stage", dealt=True)
     return "\n".join(lines)
