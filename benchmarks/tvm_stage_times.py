@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgec-tvm-bench-") as tmp:
         work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
             r = bench_model(name, args.cache, work, args.threads, args.rounds, args.tune_budget, args.trials)
             t = r["times"]
