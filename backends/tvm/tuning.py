@@ -73,6 +73,14 @@ def database_digest(model: Path, spec: TargetSpec) -> str | None:
     return sha256_file(records)
 
 
+def drop_records(model: Path, spec: TargetSpec) -> None:
+    """Make later compiles ignore a stage's tuned kernels (its tuned stage was not faster): the
+    records go, `kernels.json` stays as the account of what was tried."""
+    folder = database_dir(model, spec)
+    for name in ("database_tuning_record.json", "database_workload.json"):
+        (folder / name).unlink(missing_ok=True)
+
+
 def _as_task(func):
     from tvm import IRModule
 
@@ -129,10 +137,13 @@ class KernelResult:
     tuned_seconds: float | None
     trials: int
     committed: bool
+    source: str | None = None
+    """Where the committed schedule came from: "template" (edgec's conv tiles) or "meta-schedule"."""
 
     def to_json(self) -> dict:
         return {"name": self.name, "flops": self.flops, "hand_seconds": self.hand_seconds,
-                "tuned_seconds": self.tuned_seconds, "trials": self.trials, "committed": self.committed}
+                "tuned_seconds": self.tuned_seconds, "trials": self.trials, "committed": self.committed,
+                "source": self.source}
 
 
 def hot_kernels(mod, limit: int | None = None) -> list[tuple[str, object, float]]:
@@ -172,9 +183,14 @@ def _random_args(arg_infos, device) -> list:
     return args
 
 
-def _time(rt_mod, arg_infos, device, repeat: int = 3) -> float:
-    """Median seconds of one call of `rt_mod`'s entry (each sample at least 20 ms of calls)."""
-    evaluator = rt_mod.time_evaluator(rt_mod.entry_name, device, number=1, repeat=repeat, min_repeat_ms=20)
+def _time(rt_mod, arg_infos, device, repeat: int = 15) -> float:
+    """Median seconds of one call of `rt_mod`'s entry, with every argument but the first flushed
+    from the caches before each call. Why flush: inside a stage a kernel's input was just written
+    by the kernel before it, but its weights come from DRAM (a ResNet-50 stage holds 10-60 MB of
+    them); timed alone with everything hot, weight-heavy convs ran 1.45x faster than in the
+    stage, so tuning chose schedules by the wrong cost."""
+    evaluator = rt_mod.time_evaluator(rt_mod.entry_name, device, number=1, repeat=repeat,
+                                      f_preproc="cache_flush_cpu_non_first_arg")
     return float(np.median(evaluator(*_random_args(arg_infos, device)).results))
 
 
@@ -258,45 +274,111 @@ def tune_kernel(name: str, func, target, workdir: Path, trials: int, deadline: f
     return best, done, database
 
 
+def _conv_template(fused, target, kernels):
+    """(candidates, defaults, names) for the hot kernels edgec's conv template covers, by hash."""
+    import tvm_ffi
+    from tvm import s_tir, tirx
+
+    from .schedules import _conv_parts, _extent, conv_tiles, default_conv_tile
+
+    candidates, defaults = {}, {}
+    for _, func, _ in kernels:
+        sch = s_tir.Schedule(_as_task(func))
+        parts = _conv_parts(sch)
+        if parts is None:
+            continue
+        default = default_conv_tile(sch, parts[0], target)
+        _, _, width, channels, _, _, cin = (_extent(sch, loop) for loop in sch.get_loops(parts[0]))
+        if default is None or None in (width, channels, cin):
+            continue
+        key = tvm_ffi.structural_hash(func)
+        defaults[key] = default
+        candidates[key] = [t for t in conv_tiles(target, channels, width, cin) if t != default]
+    names = {gvar.name_hint: tvm_ffi.structural_hash(func) for gvar, func in fused.functions_items()
+             if isinstance(func, tirx.PrimFunc) and tvm_ffi.structural_hash(func) in candidates}
+    return candidates, defaults, names
+
+
+TEMPLATE_SHARE = 0.75
+"""Of a stage's budget, what the in-stage template rounds may use; the rest goes to meta-schedule
+for the hot kernels the template does not cover (matmuls, pools)."""
+
+
 def tune_stage(model: Path, spec: TargetSpec, *, threads: int, trials: int, deadline: float,
                progress: Callable[[str], None] = lambda _m: None) -> list[KernelResult]:
     """Tune the hot kernels of one stage's sub-model for `spec` until `deadline` (time.monotonic)
-    and commit the winners to the stage's database (replacing what it held)."""
+    and commit the winners to the stage's database (replacing what it held): conv kernels by
+    edgec's template measured inside the stage (`in_stage.py`), the other hot kernels by
+    meta-schedule's search timed kernel by kernel."""
     import logging
 
     import tvm
+    import tvm_ffi
+    from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from ...runtime.tvm_stage import _init_tvm_threads, _set_threads
     from .frontend import import_onnx
+    from .in_stage import choose_tiles
     from .lowering import fused_module
+    from .schedules import schedule_conv_tile
 
     _init_tvm_threads()
     _set_threads(threads)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     target = tvm.target.Target({**{k: v for k, v in spec.target.items() if k != "host"}, "num-cores": threads})
-    kernels = hot_kernels(fused_module(import_onnx(model, None, spec.describe()), target))
+    fused = fused_module(import_onnx(model, None, spec.describe()), target)
+    kernels = hot_kernels(fused)
+    candidates, defaults, names = _conv_template(fused, target, kernels)
     folder = database_dir(model, spec)
     tmp_root = folder.parent
     tmp_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=tmp_root, prefix=".tmp-"))
     committed = ms.database.JSONDatabase(str(staging / "database_workload.json"),
                                          str(staging / "database_tuning_record.json"))
-    results, total = [], sum(f for *_, f in kernels) or 1.0
     start = time.monotonic()
+    results = []
     try:
+        choices = {}
+        if candidates:
+            progress(f"    {len(candidates)} conv kernel(s): up to {max(len(c) for c in candidates.values())} "
+                     "tiles each, measured in the stage")
+            choices = choose_tiles(model, spec.tvm_target(), candidates, defaults, names, threads=threads,
+                                   deadline=start + (deadline - start) * TEMPLATE_SHARE, progress=progress)
+        others = [name for name, func, _ in kernels if tvm_ffi.structural_hash(func) not in candidates]
+        flops_of = {name: flops for name, _, flops in kernels}
+        total = sum(flops_of[name] for name in others) or 1.0
+        others_start = time.monotonic()
         for index, (name, func, flops) in enumerate(kernels):
-            share = start + (deadline - start) * sum(f for *_, f in kernels[: index + 1]) / total
+            task = _as_task(func)
+            choice = choices.get(tvm_ffi.structural_hash(func))
+            if choice is not None:
+                win = choice.best_seconds < choice.default_seconds * WIN_MARGIN
+                if win:
+                    sch = s_tir.Schedule(task)
+                    schedule_conv_tile(sch, target, choice.best)
+                    committed.commit_tuning_record(ms.database.TuningRecord(
+                        sch.trace, committed.commit_workload(task), [choice.best_seconds], target,
+                        ArgInfo.from_prim_func(func)))
+                results.append(KernelResult(name, flops, choice.default_seconds, choice.best_seconds, choice.tried,
+                                            win, "template" if win else None))
+                progress(f"    kernel {name}: default tile {choice.default_seconds * 1e3:.3f} ms in the stage, best "
+                         f"{choice.best_seconds * 1e3:.3f} ms ({choice.tried} tiles){' → tuned' if win else ''}")
+                continue
+            if time.monotonic() >= deadline:
+                continue
+            done_flops = sum(flops_of[n] for n in others[: others.index(name) + 1])
+            share = others_start + (deadline - others_start) * done_flops / total
+            kernel_deadline = min(deadline, max(share, time.monotonic() + 1))
             hand = hand_seconds(func, target)
-            best, done, found = tune_kernel(name, func, target, staging, trials, min(deadline, max(share, time.monotonic() + 1)))
+            best, done, found = tune_kernel(name, func, target, staging, trials, kernel_deadline)
             win = best is not None and best < hand * WIN_MARGIN
             if win:
-                task = _as_task(func)
                 record = found.get_top_k(found.commit_workload(task), 1)[0]
-                workload = committed.commit_workload(task)
                 committed.commit_tuning_record(ms.database.TuningRecord(
-                    record.trace, workload, record.run_secs, target, record.args_info))
-            results.append(KernelResult(name, flops, hand, best, done, win))
+                    record.trace, committed.commit_workload(task), record.run_secs, target, record.args_info))
+            results.append(KernelResult(name, flops, hand, best, done, win, "meta-schedule" if win else None))
             tuned = f"{best * 1e3:.3f} ms" if best is not None else "no valid schedule"
             progress(f"    kernel {index + 1}/{len(kernels)} {name}: hand {hand * 1e3:.3f} ms, tuned {tuned} "
                      f"({done} trials){' → tuned' if win else ''}")
