@@ -11,6 +11,10 @@ compile in parallel in worker processes (spawned: a forked TVM is not safe) when
 enough work to pay for starting them (`default_jobs`, measured on this 2-core machine with
 `benchmarks/tvm_stage_times.py`).
 
+Modules are written beside their path and renamed over it, never rewritten in place: a
+process that has a stage's module loaded (a benchmark, `edgec tune`'s measurement) keeps its
+mapping of the old file.
+
 Why a cache: a recompile after one changed `place` line would otherwise rebuild every stage;
 `module_cache.py` keeps each built module under (sub-model sha256, target, TVM version, edgec's
 TVM code, the stage's tuning records from `edgec tune`), so only stages whose sub-model changed
@@ -82,10 +86,14 @@ def compile_stage(
     fcompile = None
     if target_spec.cross_compiler:
         fcompile = tvm.support.cc.cross_compiler(target_spec.cross_compiler)
+    written = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.so")
     try:
-        executable.export_library(str(out_path), fcompile=fcompile)
+        executable.export_library(str(written), fcompile=fcompile)
+        os.replace(written, out_path)
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"linking {out_path.name} for {target_spec.arch} failed: {_one_line(exc)}") from None
+    finally:
+        written.unlink(missing_ok=True)
     return {
         "target": target_spec.target,
         "arch": target_spec.arch,

@@ -12,7 +12,7 @@ candidate list at once (kernels whose list is shorter keep their default tile), 
 TVM's VM instrument hooks, which time each kernel call, and reads every kernel's time from that
 one run. Rounds cost one stage compile each (1-3 s for a ResNet-50 quarter), so a few dozen
 candidates per kernel fit in a minute per stage. Round 0 and the last round are the default
-tiles, the untuned baseline. Tiles only change loop nests, never a kernel's inputs or outputs,
+tiles, the untuned baseline; with budget left the rounds are swept again (up to `PASSES`). Tiles only change loop nests, never a kernel's inputs or outputs,
 so a kernel's neighbours see the same tensors in every round.
 """
 
@@ -31,6 +31,9 @@ import numpy as np
 from .schedules import ConvTile
 
 RUNS = 9
+PASSES = 3
+"""Sweeps over the rounds while the budget lasts; a tile's time is its minimum over sweeps, which
+evens out a round that a noisy neighbour slowed down."""
 
 
 @dataclass
@@ -131,17 +134,22 @@ def choose_tiles(model: Path, target, candidates: dict[int, list[ConvTile]], def
     rounds = max((len(c) for c in candidates.values()), default=0)
     baseline = stage_kernel_times(model, target, TileAssignment(target, dict(defaults)), names, threads=threads)
     times: dict[int, dict[ConvTile, float]] = {k: {defaults[k]: baseline.get(k, float("inf"))} for k in candidates}
-    for index in range(rounds):
-        if time.monotonic() >= deadline:
-            progress(f"    in-stage rounds: stopped by the budget after {index} of {rounds}")
-            break
-        tiles = {k: (c[index] if index < len(c) else defaults[k]) for k, c in candidates.items()}
-        measured = stage_kernel_times(model, target, TileAssignment(target, tiles), names, threads=threads)
-        for key, tile in tiles.items():
-            if key in measured:
-                previous = times[key].get(tile)
-                times[key][tile] = measured[key] if previous is None else min(previous, measured[key])
-        progress(f"    in-stage round {index + 1}/{rounds}")
+    for sweep in range(PASSES):
+        for index in range(rounds):
+            if time.monotonic() >= deadline:
+                if sweep == 0:
+                    progress(f"    in-stage rounds: stopped by the budget after {index} of {rounds}")
+                break
+            tiles = {k: (c[index] if index < len(c) else defaults[k]) for k, c in candidates.items()}
+            measured = stage_kernel_times(model, target, TileAssignment(target, tiles), names, threads=threads)
+            for key, tile in tiles.items():
+                if key in measured:
+                    previous = times[key].get(tile)
+                    times[key][tile] = measured[key] if previous is None else min(previous, measured[key])
+            progress(f"    in-stage round {index + 1}/{rounds}{f' (pass {sweep + 1})' if sweep else ''}")
+        else:
+            continue
+        break
     again = stage_kernel_times(model, target, TileAssignment(target, dict(defaults)), names, threads=threads)
     choices = {}
     for key, found in times.items():

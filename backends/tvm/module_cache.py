@@ -63,6 +63,19 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def replace_file(source: Path, out_path: Path) -> None:
+    """Copy `source` to `out_path` as a new file (written beside it, then renamed over it). Why not
+    in place: a process that has the old module loaded maps its pages; rewriting that file under
+    it crashed such a process (a segfault in dlsym, after `edgec tune` recompiled a stage the
+    benchmark had open)."""
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _code_digest() -> str:
     digest = hashlib.sha256()
     here = Path(__file__).parent
@@ -100,7 +113,7 @@ class ModuleCache:
         entry = self.root / key
         try:
             info = json.loads((entry / "entry.json").read_text())
-            shutil.copyfile(entry / "module.so", out_path)
+            replace_file(entry / "module.so", out_path)
         except (OSError, ValueError):
             return None
         if sha256_file(out_path) != info.get("sha256"):

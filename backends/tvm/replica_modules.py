@@ -13,12 +13,11 @@ The result is the tvm section's `replicas` list (`section.TvmReplica`).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from ..backend import Progress
 from ..manifest import Manifest, record_sha256
-from .module_cache import ModuleCache
+from .module_cache import ModuleCache, replace_file
 from .section import TvmReplica, TvmStage
 from .targets import TargetSpec, select_target
 
@@ -58,7 +57,7 @@ def compile_replicas(manifest: Manifest, out_dir: Path, stages: tuple[TvmStage, 
             if identity in built:
                 source, info = built[identity]
                 if source.resolve() != target.resolve():
-                    shutil.copyfile(source, target)
+                    replace_file(source, target)
             else:
                 key = modules.key(model, spec) if modules is not None else None
                 info = modules.fetch(key, target) if key is not None else None
