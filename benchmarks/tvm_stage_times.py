@@ -82,10 +82,12 @@ def bench_model(name: str, cache: Path, work: Path, threads: int, rounds: int, b
         copy = work / f"{name}-untuned-{stage.rank}.so"
         shutil.copyfile(out / compiled.manifest.section("tvm").stage(stage.rank).module, copy)
         untuned[stage.rank] = TvmSession(copy, stage.signature.inputs, stage.signature.outputs, threads=threads)
-    tuned_kernels = None
+    tuned_kernels, tune_seconds = None, None
     if budget > 0:
+        started = time.perf_counter()
         report = tune_output(out, trials=trials, budget=budget, progress=lambda m: print(m, file=sys.stderr))
-        tuned_kernels = sum(r.tuned_kernels for r in report), sum(r.kernels for r in report)
+        tune_seconds = time.perf_counter() - started
+        tuned_kernels = sum(r.tuned_kernels for r in report if r.kept), sum(r.kernels for r in report)
         compiled = CompiledOutput.open(out)
     tensors = dict(random_inputs(compiled.manifest, seed=0))
     engines = ("ort", "tvm", "tuned") if budget > 0 else ("ort", "tvm")
@@ -113,7 +115,7 @@ def bench_model(name: str, cache: Path, work: Path, threads: int, rounds: int, b
             total[engine][1] += float(np.median(samples[engine]))
         tensors.update(zip((o.name for o in sessions["ort"].get_outputs()), expected))
     return {"model": name, "stages": len(compiled.stages), "compile": compile_seconds, "times": total,
-            "err": worst, "tuned_kernels": tuned_kernels}
+            "err": worst, "tuned_kernels": tuned_kernels, "tune_seconds": tune_seconds}
 
 
 def _cell(pair: list[float]) -> str:
@@ -152,13 +154,15 @@ def main(argv: list[str] | None = None) -> None:
             row = [r["model"], r["stages"], f"{r['compile']:.1f} s", _cell(t["ort"]), _cell(t["tvm"]),
                    f"{t['tvm'][0] / t['ort'][0]:.2f}x"]
             if "tuned" in t:
-                row += [_cell(t["tuned"]), f"{t['tuned'][0] / t['ort'][0]:.2f}x", "{} of {}".format(*r["tuned_kernels"])]
+                row += [f"{r['tune_seconds']:.0f} s", _cell(t["tuned"]), f"{t['tuned'][0] / t['ort'][0]:.2f}x",
+                        "{} of {}".format(*r["tuned_kernels"])]
             rows.append(row + [f"{r['err']:.1e}"])
             print(f"{name}: done", file=sys.stderr)
     headers = ["model", "stages", "compile (onnx + tvm)", "onnxruntime Σ min / median", "TVM untuned Σ min / median",
                "untuned / ort"]
     if args.tune_budget > 0:
-        headers += [f"TVM tuned ({args.tune_budget:.0f} s) Σ min / median", "tuned / ort", "kernels tuned"]
+        headers += [f"tune (budget {args.tune_budget:.0f} s)", "TVM tuned Σ min / median", "tuned / ort",
+                    "kernels tuned (kept stages)"]
     headers.append("max rel err")
     print(f"{datetime.date.today()} · {cpu_description()} · {os.cpu_count()} cores · {args.threads} threads per stage")
     print(f"schedules: {isa.name} ({isa.vector_bits}-bit vectors, {isa.registers} registers) · {args.rounds} rounds · "

@@ -331,12 +331,14 @@ def fetch_runtime_cmd(
 @user_errors
 def tune_cmd(
     out: Path = typer.Argument(..., help="An output compiled with --backend tvm."),
-    trials: int = typer.Option(64, "--trials", help="Schedules to try per hot kernel."),
+    trials: int = typer.Option(64, "--trials", help="Meta-schedule candidates per non-conv hot kernel."),
     budget: float = typer.Option(600.0, "--budget", help="Seconds of search for all stages together."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the report."),
 ) -> None:
-    """Tune OUT's TVM CPU stages (meta-schedule), recompile them and report each stage's time before and after.
+    """Tune OUT's TVM CPU stages, recompile them and report each stage's time before and after.
 
+    Conv kernels try every tile of edgec's conv template, timed inside the stage; other hot kernels
+    go through TVM's meta-schedule. A stage keeps its tuned kernels only if it got faster as a whole.
     The tuned schedules are cached per (sub-model, target); later `compile --backend tvm` runs use them."""
     from .tune import render, tune_output
 
