@@ -35,7 +35,7 @@ from ...compiler.diagnostics import EdgecError, ModelError, UsageError
 from ...compiler.platform import Device
 from ..backend import Progress
 from ..manifest import Manifest, read_manifest, record_sha256, sha256_file
-from .module_cache import ModuleCache
+from .module_cache import ModuleCache, written_beside
 from .replica_modules import compile_replicas
 from .section import TvmSection, TvmStage
 from .targets import TargetSpec, select_target
@@ -86,14 +86,11 @@ def compile_stage(
     fcompile = None
     if target_spec.cross_compiler:
         fcompile = tvm.support.cc.cross_compiler(target_spec.cross_compiler)
-    written = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.so")
     try:
-        executable.export_library(str(written), fcompile=fcompile)
-        os.replace(written, out_path)
+        with written_beside(out_path) as written:
+            executable.export_library(str(written), fcompile=fcompile)
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"linking {out_path.name} for {target_spec.arch} failed: {_one_line(exc)}") from None
-    finally:
-        written.unlink(missing_ok=True)
     return {
         "target": target_spec.target,
         "arch": target_spec.arch,

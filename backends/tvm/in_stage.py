@@ -12,8 +12,9 @@ candidate list at once (kernels whose list is shorter keep their default tile), 
 TVM's VM instrument hooks, which time each kernel call, and reads every kernel's time from that
 one run. Rounds cost one stage compile each (1-3 s for a ResNet-50 quarter), so a few dozen
 candidates per kernel fit in a minute per stage. Round 0 and the last round are the default
-tiles, the untuned baseline; with budget left the rounds are swept again (up to `PASSES`). Tiles only change loop nests, never a kernel's inputs or outputs,
-so a kernel's neighbours see the same tensors in every round.
+tiles, the untuned baseline; with budget left the rounds are swept again (up to `PASSES`).
+Tiles only change loop nests, never a kernel's inputs or outputs, so a kernel's neighbours see
+the same tensors in every round.
 
 Why a worker process per stage (`choose_tiles_in_worker`): every round loads a new module, and
 a process does not give that memory back (a ResNet-50 tune grew to 9 GB); the worker's memory
@@ -51,21 +52,16 @@ class TileAssignment:
 
     def apply(self, mod):
         import tvm_ffi
-        from tvm import s_tir, tirx
+        from tvm import s_tir
 
         from .schedules import schedule_conv_tile
-        from .tuning import _as_task
+        from .tuning import _as_task, replace_unscheduled
 
-        for gvar, func in list(mod.functions_items()):
-            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", False):
-                continue
+        def schedule_for(func):
             tile = self.tiles.get(tvm_ffi.structural_hash(func))
-            if tile is None:
-                continue
-            sch = s_tir.Schedule(_as_task(func))
-            if schedule_conv_tile(sch, self.target, tile) is not None:
-                mod[gvar] = sch.mod["main"].without_attr("global_symbol").with_attr("tirx.is_scheduled", True)
-                self.applied += 1
+            return None if tile is None else schedule_conv_tile(s_tir.Schedule(_as_task(func)), self.target, tile)
+
+        self.applied += replace_unscheduled(mod, schedule_for)
         return mod
 
 
@@ -73,6 +69,7 @@ def stage_kernel_times(model: Path, target, assignment: TileAssignment, names: d
                        threads: int, runs: int = RUNS) -> dict[int, float]:
     """Compile `model` with `assignment` and run it `runs` times; per kernel hash (`names` maps a
     kernel's symbol to its hash) the median over runs of its summed call time in one run."""
+    import onnx
     import tvm
     from tvm import relax
 
@@ -82,10 +79,9 @@ def stage_kernel_times(model: Path, target, assignment: TileAssignment, names: d
 
     _init_tvm_threads()
     _set_threads(threads)
-    import onnx
-
     specs = input_specs(onnx.load(str(model), load_external_data=False))
-    executable = tvm.compile(import_onnx(model, None, str(target)), target, relax_pipeline=cpu_build_pipeline(target, assignment))
+    executable = tvm.compile(import_onnx(model, None, str(target)), target,
+                             relax_pipeline=cpu_build_pipeline(target, assignment))
     with tempfile.TemporaryDirectory(prefix="edgec-in-stage-") as tmp:
         path = Path(tmp) / "stage.so"
         executable.export_library(str(path))
@@ -138,22 +134,18 @@ def choose_tiles(model: Path, target, candidates: dict[int, list[ConvTile]], def
     rounds = max((len(c) for c in candidates.values()), default=0)
     baseline = stage_kernel_times(model, target, TileAssignment(target, dict(defaults)), names, threads=threads)
     times: dict[int, dict[ConvTile, float]] = {k: {defaults[k]: baseline.get(k, float("inf"))} for k in candidates}
-    for sweep in range(PASSES):
-        for index in range(rounds):
-            if time.monotonic() >= deadline:
-                if sweep == 0:
-                    progress(f"    in-stage rounds: stopped by the budget after {index} of {rounds}")
-                break
-            tiles = {k: (c[index] if index < len(c) else defaults[k]) for k, c in candidates.items()}
-            measured = stage_kernel_times(model, target, TileAssignment(target, tiles), names, threads=threads)
-            for key, tile in tiles.items():
-                if key in measured:
-                    previous = times[key].get(tile)
-                    times[key][tile] = measured[key] if previous is None else min(previous, measured[key])
-            progress(f"    in-stage round {index + 1}/{rounds}{f' (pass {sweep + 1})' if sweep else ''}")
-        else:
-            continue
-        break
+    for done in range(PASSES * rounds):
+        sweep, index = divmod(done, rounds)
+        if time.monotonic() >= deadline:
+            if sweep == 0:
+                progress(f"    in-stage rounds: stopped by the budget after {index} of {rounds}")
+            break
+        tiles = {k: (c[index] if index < len(c) else defaults[k]) for k, c in candidates.items()}
+        measured = stage_kernel_times(model, target, TileAssignment(target, tiles), names, threads=threads)
+        for key, tile in tiles.items():
+            if key in measured:
+                times[key][tile] = min(times[key].get(tile, float("inf")), measured[key])
+        progress(f"    in-stage round {index + 1}/{rounds}{f' (pass {sweep + 1})' if sweep else ''}")
     again = stage_kernel_times(model, target, TileAssignment(target, dict(defaults)), names, threads=threads)
     choices = {}
     for key, found in times.items():

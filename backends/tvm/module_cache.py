@@ -22,6 +22,7 @@ dropped). The least recently used entries are removed when the cache exceeds
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -63,17 +64,25 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def replace_file(source: Path, out_path: Path) -> None:
-    """Copy `source` to `out_path` as a new file (written beside it, then renamed over it). Why not
-    in place: a process that has the old module loaded maps its pages; rewriting that file under
-    it crashed such a process (a segfault in dlsym, after `edgec tune` recompiled a stage the
-    benchmark had open)."""
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+@contextlib.contextmanager
+def written_beside(out_path: Path):
+    """A temporary path beside `out_path` (same suffix, which the linker reads) to write a module
+    to; renamed over `out_path` when the block succeeds, removed otherwise. Why not in place: a
+    process that has the old module loaded maps its pages; rewriting that file under it crashed
+    such a process (a segfault in dlsym, after `edgec tune` recompiled a stage the benchmark had
+    open)."""
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
     try:
-        shutil.copyfile(source, tmp)
+        yield tmp
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_file(source: Path, out_path: Path) -> None:
+    """Copy `source` to `out_path` as a new file (`written_beside`)."""
+    with written_beside(out_path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _code_digest() -> str:

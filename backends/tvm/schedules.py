@@ -63,6 +63,11 @@ def register_tiles(target: Target, channels: int, width: int) -> tuple[int, int]
     return ot, _divisor(width, max(1, max_accumulators(target, vectors) // vectors), prefer_at_least=2)
 
 
+def _parallel(sch: s_tir.Schedule, loops: list) -> None:
+    """Run `loops` (outermost first, at least one) as one parallel loop."""
+    sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
+
+
 def _is_reduction(sch: s_tir.Schedule, block) -> bool:
     return any(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
 
@@ -80,9 +85,10 @@ class ConvTile:
     rows_outer: bool
     chunk: int | None = None
     """Input channels per step of a reduction run outside the rows (None: the whole reduction per
-    tile). With weights that come from DRAM, each chunk of a channel block's weights is used for
-    all rows right after it arrives, so loading and computing overlap (the tile's accumulators
-    then live in an L1 buffer across chunks); measured 8-12 % faster on ResNet-50's 7x7 convs."""
+    tile): each chunk of a channel block's weights is used for all rows right after it arrives
+    (the tile's accumulators then live in an L1 buffer across chunks). On ResNet-50's 7x7 convs
+    it was 8-12 % faster timed alone with cold caches, but not faster inside the stage, so it is
+    only a candidate of `edgec tune`, never the default."""
 
 
 def _conv_parts(sch: s_tir.Schedule):
@@ -178,9 +184,10 @@ def schedule_conv_tile(sch: s_tir.Schedule, target: Target, tile: ConvTile | Non
     return sch
 
 
-def schedule_conv(func: tirx.PrimFunc, target: Target, tile: ConvTile | None = None) -> s_tir.Schedule | None:
-    """`schedule_conv_tile` on a fresh schedule of `func`."""
-    return schedule_conv_tile(s_tir.Schedule(func), target, tile)
+def schedule_conv(func: tirx.PrimFunc, target: Target) -> s_tir.Schedule | None:
+    """`schedule_conv_tile` with the default tile on a fresh schedule of `func` (a rule of
+    `apply_cpu_schedules`)."""
+    return schedule_conv_tile(s_tir.Schedule(func), target)
 
 
 def _schedule_spatial(sch: s_tir.Schedule, block, lanes: int) -> None:
@@ -234,8 +241,7 @@ def _schedule_transpose(sch: s_tir.Schedule, block, lanes: int) -> bool:
     sch.reorder(*rest, ao, lo, ai, li)
     sch.vectorize(li)
     sch.unroll(ai)
-    head = [*rest, ao] if rest else [ao]
-    sch.parallel(sch.fuse(*head) if len(head) > 1 else head[0])
+    _parallel(sch, [*rest, ao])
     return True
 
 
@@ -268,7 +274,7 @@ def _schedule_row_stream(sch: s_tir.Schedule, block, spatial, reduction, last: i
     sch.reverse_compute_at(acc, block_o)
     sch.vectorize(inner_i)
     head = [*spatial[:-1], block_o]
-    sch.parallel(sch.fuse(*head) if len(head) > 1 else head[0])
+    _parallel(sch, head)
     sch.decompose_reduction(block, reduction[0])
     return True
 
@@ -292,7 +298,7 @@ def _schedule_reduction(sch: s_tir.Schedule, block, lanes: int) -> bool:
     if vec > 1:
         sch.vectorize(inner)
     head = [*spatial[:-1], outer]
-    sch.parallel(sch.fuse(*head) if len(head) > 1 else head[0])
+    _parallel(sch, head)
     sch.decompose_reduction(block, reduction[0])
     return True
 

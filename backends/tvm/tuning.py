@@ -87,6 +87,22 @@ def _as_task(func):
     return IRModule({"main": func.with_attr("global_symbol", "main").with_attr("tirx.noalias", True)})
 
 
+def replace_unscheduled(mod, schedule_for) -> int:
+    """Replace, in place, every unscheduled PrimFunc of `mod` for which `schedule_for(func)` gives
+    a schedule (of `_as_task(func)`) by that schedule, marked scheduled; returns how many."""
+    from tvm import tirx
+
+    replaced = 0
+    for gvar, func in list(mod.functions_items()):
+        if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", False):
+            continue
+        sch = schedule_for(func)
+        if sch is not None:
+            mod[gvar] = sch.mod["main"].without_attr("global_symbol").with_attr("tirx.is_scheduled", True)
+            replaced += 1
+    return replaced
+
+
 class TunedSchedules:
     """The committed records of one stage's database; `apply` swaps them into a fused module."""
 
@@ -110,16 +126,8 @@ class TunedSchedules:
 
     def apply(self, mod):
         """`mod` with every unscheduled PrimFunc that has a record replaced by its tuned schedule."""
-        from tvm import tirx
-
-        for gvar, func in list(mod.functions_items()):
-            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", False):
-                continue
-            sch = self.database.query_schedule(_as_task(func), self.target, "main")
-            if sch is not None:
-                tuned = sch.mod["main"].without_attr("global_symbol").with_attr("tirx.is_scheduled", True)
-                mod[gvar] = tuned
-                self.applied += 1
+        self.applied += replace_unscheduled(mod, lambda func: self.database.query_schedule(
+            _as_task(func), self.target, "main"))
         return mod
 
 

@@ -19,7 +19,7 @@ from edgec.backends.tvm.lowering import cpu_build_pipeline, fused_module
 from edgec.backends.tvm.schedules import ConvTile, _conv_parts, conv_tiles, default_conv_tile, schedule_conv_tile
 from edgec.backends.tvm.targets import parse_target
 from edgec.runtime.tvm_stage import TvmSession
-from tvm_helpers import TOLERANCE, ort_run, random_feeds, rel_err, single_op_model, through_passes
+from tvm_helpers import TOLERANCE, conv_relu_model, ort_run, random_feeds, rel_err, single_op_model
 
 AVX512 = tvm.target.Target(parse_target("llvm -mtriple=x86_64-linux-gnu -mcpu=skylake-avx512"))
 
@@ -27,13 +27,8 @@ AVX512 = tvm.target.Target(parse_target("llvm -mtriple=x86_64-linux-gnu -mcpu=sk
 @pytest.fixture(scope="module")
 def conv_kernel(tmp_path_factory):
     """The fused conv+bias+relu PrimFunc of a 3x3 conv with 64 input channels (so chunks apply)."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("tiles") / "conv.onnx"
-    single_op_model(path, [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                           helper.make_node("Relu", ["c"], ["y"])], {"x": [1, 64, 8, 8]},
-                    {"w": rng.standard_normal((64, 64, 3, 3)).astype(np.float32) * 0.1,
-                     "b": rng.standard_normal(64).astype(np.float32)}, ["y"])
-    mod = fused_module(import_onnx(through_passes(path), None, str(AVX512)), AVX512)
+    model = conv_relu_model(tmp_path_factory.mktemp("tiles") / "conv.onnx", 64, 64, 8)
+    mod = fused_module(import_onnx(model, None, str(AVX512)), AVX512)
     return next(f for _, f in mod.functions_items()
                 if isinstance(f, tvm.tirx.PrimFunc) and _conv_parts(s_tir.Schedule(f)) is not None)
 

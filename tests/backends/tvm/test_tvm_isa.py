@@ -6,10 +6,8 @@ aarch64 NEON one is compiled only, and its assembly checked for NEON FMAs.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tvm
-from onnx import helper
 
 from edgec.backends.tvm.frontend import import_onnx
 from edgec.backends.tvm.isa import isa_of
@@ -17,7 +15,7 @@ from edgec.backends.tvm.lowering import cpu_build_pipeline
 from edgec.backends.tvm.schedules import register_tiles
 from edgec.backends.tvm.targets import parse_target
 from edgec.runtime.tvm_stage import TvmSession
-from tvm_helpers import TOLERANCE, ort_run, random_feeds, rel_err, single_op_model, through_passes
+from tvm_helpers import TOLERANCE, conv_relu_model, ort_run, random_feeds, rel_err
 
 X86 = "llvm -mtriple=x86_64-linux-gnu"
 TARGETS = {
@@ -49,13 +47,7 @@ def test_int8_dot_products_are_recognized() -> None:
 
 @pytest.fixture(scope="module")
 def conv(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("isa") / "conv.onnx"
-    single_op_model(path, [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                           helper.make_node("Relu", ["c"], ["y"])], {"x": [1, 32, 14, 14]},
-                    {"w": rng.standard_normal((64, 32, 3, 3)).astype(np.float32) * 0.1,
-                     "b": rng.standard_normal(64).astype(np.float32)}, ["y"])
-    return through_passes(path)
+    return conv_relu_model(tmp_path_factory.mktemp("isa") / "conv.onnx", 32, 64, 14)
 
 
 def _asm(conv, target: tvm.target.Target) -> tuple[object, str]:

@@ -52,6 +52,17 @@ def single_op_model(path: Path, nodes: list, inputs: dict[str, list[int]], weigh
     return path
 
 
+def conv_relu_model(path: Path, cin: int, cout: int, size: int) -> Path:
+    """A 3x3 conv (pad 1, seeded weights and bias) + ReLU on a [1, cin, size, size] input, as the
+    tvm backend receives it (`through_passes`)."""
+    rng = np.random.default_rng(0)
+    single_op_model(path, [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                           helper.make_node("Relu", ["c"], ["y"])], {"x": [1, cin, size, size]},
+                    {"w": rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.1,
+                     "b": rng.standard_normal(cout).astype(np.float32)}, ["y"])
+    return through_passes(path)
+
+
 def through_passes(path: Path) -> Path:
     """`path` as the tvm backend receives a stage: after canonicalize and fold-batchnorm (`<name>.ir.onnx`)."""
     platform = Platform()
